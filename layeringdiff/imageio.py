@@ -1,0 +1,163 @@
+"""Image reading and writing at the edges of the system (PIL / files <-> tensors).
+
+Every reader failure is an :class:`ImageReadError` whose message is one line naming the file,
+so long jobs can skip and count bad files and command-line tools can print it and exit.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+# Refuse images above this many pixels (decompression bombs); 16k x 16k covers real photographs.
+MAX_PIXELS = 16384 * 16384
+
+
+class ImageReadError(ValueError):
+    """A file could not be read as an image; the message names the file and the reason."""
+
+
+def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open, fully decode and EXIF-orient an image, refusing bombs and non-images.
+
+    Args:
+        path: image file.
+        max_pixels: largest accepted width * height.
+
+    Returns:
+        The decoded PIL image in its original mode (orientation applied).
+
+    Raises:
+        ImageReadError: missing, unreadable, truncated, not an image, or too large.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageReadError(f"{path}: {w}x{h} exceeds the {max_pixels}-pixel limit (decompression bomb?)")
+                img.load()
+                img = ImageOps.exif_transpose(img)
+    except ImageReadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageReadError(f"{path}: refused as a decompression bomb ({e})") from None
+    except Exception as e:  # PIL raises many types for corrupt data
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageReadError(f"{path}: not a readable image ({reason})") from None
+    if img.width < 1 or img.height < 1:
+        raise ImageReadError(f"{path}: empty image")
+    return img
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Bring 16-bit / 32-bit / float single-channel images into 8-bit range."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 255.0 if arr.max() <= 1.0 else 1.0
+        return Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8), "L")
+    return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any mode (L, P, CMYK, 16-bit, RGBA...) -> RGB. Transparency is dropped."""
+    img = _to_8bit(img)
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def to_rgba(img: Image.Image) -> Image.Image:
+    """Any mode -> RGBA, keeping real transparency (palette transparency included)."""
+    img = _to_8bit(img)
+    if img.mode == "RGBA":
+        return img
+    if img.mode == "LA":
+        return img.convert("RGBA")
+    if img.mode == "P":
+        return img.convert("RGBA")
+    return img.convert("RGBA")
+
+
+def has_alpha(img: Image.Image) -> bool:
+    """True when the image carries a transparency channel or palette transparency."""
+    return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """8-bit PIL image -> float tensor (C, H, W) in [0, 1]."""
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Float tensor (C, H, W) in [0, 1] -> uint8 array (H, W, C), rounded to nearest."""
+    if x.ndim != 3:
+        raise ValueError(f"expected (C, H, W), got {tuple(x.shape)}")
+    return (x.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy())
+
+
+def tensor_to_pil(x: torch.Tensor) -> Image.Image:
+    """Float tensor (1|3|4, H, W) in [0, 1] -> PIL image (L, RGB or RGBA)."""
+    arr = tensor_to_uint8(x)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    return Image.fromarray(arr[:, :, 0] if mode == "L" else arr, mode)
+
+
+def load_rgb(path: str | os.PathLike) -> torch.Tensor:
+    """Read any image file as an RGB float tensor (3, H, W)."""
+    return pil_to_tensor(to_rgb(open_image(path)))
+
+
+def load_mask(path: str | os.PathLike) -> torch.Tensor:
+    """Read a grayscale mask / alpha / trimap file as (1, H, W) in [0, 1].
+
+    An RGBA file contributes its alpha channel; any other mode is converted to luminance.
+    """
+    img = open_image(path)
+    if has_alpha(img):
+        return pil_to_tensor(to_rgba(img).getchannel("A"))
+    return pil_to_tensor(_to_8bit(img).convert("L"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_png(img: Image.Image | torch.Tensor, path: str | os.PathLike) -> None:
+    """Save a PIL image or a (C, H, W) [0, 1] tensor as PNG, atomically."""
+    import io
+
+    if isinstance(img, torch.Tensor):
+        img = tensor_to_pil(img)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())

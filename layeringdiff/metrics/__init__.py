@@ -1,0 +1,1 @@
+"""Metrics: feature extractors separate from pure functions on tensors / features."""

@@ -1,0 +1,1 @@
+"""Networks and losses: FBDD UNet construction, HFA UNet, Haar transform and loss."""

@@ -1,0 +1,1 @@
+"""LightningModules: FBDD training and HFA training."""

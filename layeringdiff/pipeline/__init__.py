@@ -1,0 +1,1 @@
+"""Inference stages: generate, foreground determination, layering, baselines, full pipeline."""

@@ -1,0 +1,1 @@
+"""The functions behind the entry points: ``train(cfg)``, ``evaluate(cfg)``, ``infer(cfg)``."""

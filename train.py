@@ -1,0 +1,20 @@
+"""Train a LayeringDiff network. Examples:
+
+    python train.py experiment=fbdd_smoke
+    python train.py experiment=fbdd_fg logger=wandb
+    python train.py -m experiment=fbdd_smoke model.optimizer.lr=1e-4,3e-4
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from layeringdiff.tasks.train import train
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train.yaml")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
