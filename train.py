@@ -1,8 +1,8 @@
 """Train a LayeringDiff network. Examples:
 
-    python train.py experiment=fbdd_smoke
-    python train.py experiment=fbdd_fg logger=wandb
-    python train.py -m experiment=fbdd_smoke model.optimizer.lr=1e-4,3e-4
+python train.py experiment=fbdd_smoke
+python train.py experiment=fbdd_fg logger=wandb
+python train.py -m experiment=fbdd_smoke model.optimizer.lr=1e-4,3e-4
 """
 
 import hydra

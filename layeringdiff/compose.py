@@ -27,13 +27,17 @@ def composite(foreground: torch.Tensor, background: torch.Tensor, alpha: torch.T
         The composite, same shape and dtype as ``foreground``.
     """
     if foreground.shape != background.shape:
-        raise ValueError(f"foreground {tuple(foreground.shape)} and background {tuple(background.shape)} differ")
+        raise ValueError(
+            f"foreground {tuple(foreground.shape)} and background {tuple(background.shape)} differ"
+        )
     if alpha.shape[-2:] != foreground.shape[-2:] or alpha.shape[-3] != 1:
         raise ValueError(f"alpha {tuple(alpha.shape)} does not match layer {tuple(foreground.shape)}")
     return alpha * foreground + (1.0 - alpha) * background
 
 
-def composite_layers(background: torch.Tensor, foregrounds: list[torch.Tensor], alphas: list[torch.Tensor]) -> torch.Tensor:
+def composite_layers(
+    background: torch.Tensor, foregrounds: list[torch.Tensor], alphas: list[torch.Tensor]
+) -> torch.Tensor:
     """Composite several layers given top-most first: the last foreground sits just above the background."""
     if len(foregrounds) != len(alphas):
         raise ValueError(f"{len(foregrounds)} foregrounds but {len(alphas)} alphas")

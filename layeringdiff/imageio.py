@@ -45,7 +45,9 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
             with Image.open(path) as img:
                 w, h = img.size
                 if w * h > max_pixels:
-                    raise ImageReadError(f"{path}: {w}x{h} exceeds the {max_pixels}-pixel limit (decompression bomb?)")
+                    raise ImageReadError(
+                        f"{path}: {w}x{h} exceeds the {max_pixels}-pixel limit (decompression bomb?)"
+                    )
                 img.load()
                 img = ImageOps.exif_transpose(img)
     except ImageReadError:
@@ -112,7 +114,7 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     """Float tensor (C, H, W) in [0, 1] -> uint8 array (H, W, C), rounded to nearest."""
     if x.ndim != 3:
         raise ValueError(f"expected (C, H, W), got {tuple(x.shape)}")
-    return (x.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy())
+    return x.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def tensor_to_pil(x: torch.Tensor) -> Image.Image:

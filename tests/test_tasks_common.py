@@ -35,6 +35,8 @@ def test_save_resolved_config_resolves_interpolations(tmp_path):
 
 
 def test_instantiate_group_builds_each_target():
-    group = OmegaConf.create({"x": {"_target_": "builtins.dict", "k": 1}, "y": None, "z": {"_target_": "builtins.list"}})
+    group = OmegaConf.create(
+        {"x": {"_target_": "builtins.dict", "k": 1}, "y": None, "z": {"_target_": "builtins.list"}}
+    )
     assert instantiate_group(group) == [{"k": 1}, []]
     assert instantiate_group(None) == []

@@ -28,7 +28,9 @@ def instantiate_group(group: DictConfig | None) -> list:
     return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
-def resolve_ckpt_path(ckpt_path: str | None, runs_root: str | Path, current_run: str | Path | None = None) -> str | None:
+def resolve_ckpt_path(
+    ckpt_path: str | None, runs_root: str | Path, current_run: str | Path | None = None
+) -> str | None:
     """Turn the ``ckpt_path`` setting into a checkpoint file.
 
     Args:
