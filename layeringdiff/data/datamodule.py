@@ -1,0 +1,192 @@
+"""``LayerDataModule``: train / val / test loaders of composite samples from any source.
+
+The source is injected as a partial dataset constructor (Hydra ``_partial_: true``) that the
+module calls once per split as ``dataset(split=..., num_samples=..., size=..., seed=...)``:
+``SyntheticLayers`` (``data=synthetic``), ``FolderComposites`` (``data=folders``) or
+``ShardDataset`` (``data=shards``). Batches are default-collated sample dicts (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+import cv2
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from layeringdiff.data.sidecar import load_sidecar, sidecar_path
+from layeringdiff.data.synthetic import SyntheticLayers
+
+log = logging.getLogger(__name__)
+
+
+class MissingSidecarError(FileNotFoundError):
+    """A configured sidecar folder has no file for a sample (the cache is incomplete)."""
+
+
+def merge_sidecars(sample: dict, dirs: Sequence[str]) -> dict:
+    """Add the tensors of ``{dir}/{key}.safetensors`` for every dir to ``sample`` (in place).
+
+    Raises:
+        MissingSidecarError: one line naming the missing file.
+        ValueError: a sidecar tensor would overwrite a key the sample already has.
+    """
+    for root in dirs:
+        path = sidecar_path(root, sample["key"])
+        if not path.is_file():
+            raise MissingSidecarError(f"{path}: no sidecar for sample {sample['key']!r} (cache incomplete?)")
+        for name, value in load_sidecar(root, sample["key"]).items():
+            if name in sample:
+                raise ValueError(f"{path}: sidecar tensor {name!r} clashes with a sample key")
+            sample[name] = value
+    return sample
+
+
+class SidecarDataset(Dataset):
+    """Map-style wrapper merging sidecars into each sample.
+
+    Args:
+        dataset: the wrapped map-style data set.
+        dirs: sidecar folders.
+        missing: "error" (default: raise ``MissingSidecarError``) or "skip" (use the next sample
+            that has all its sidecars; the skipped keys are counted in ``skipped``).
+    """
+
+    def __init__(self, dataset: Dataset, dirs: Sequence[str], missing: str = "error") -> None:
+        if missing not in ("error", "skip"):
+            raise ValueError(f"missing_sidecar must be 'error' or 'skip', got {missing!r}")
+        self.dataset, self.dirs, self.missing = dataset, list(dirs), missing
+        self.skipped: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        n = len(self.dataset)
+        for attempt in range(n):
+            sample = self.dataset[(index + attempt) % n]
+            try:
+                return merge_sidecars(sample, self.dirs)
+            except MissingSidecarError as e:
+                if self.missing == "error":
+                    raise
+                self.skipped[sample["key"]] = str(e)
+                log.warning("skipped %s (%d skipped so far)", e, len(self.skipped))
+        raise MissingSidecarError(f"no sample of {n} has all sidecars in {self.dirs}")
+
+
+class SidecarIterable(IterableDataset):
+    """Streaming counterpart of :class:`SidecarDataset` (``missing="skip"`` drops the sample)."""
+
+    def __init__(self, dataset: IterableDataset, dirs: Sequence[str], missing: str = "error") -> None:
+        if missing not in ("error", "skip"):
+            raise ValueError(f"missing_sidecar must be 'error' or 'skip', got {missing!r}")
+        self.dataset, self.dirs, self.missing = dataset, list(dirs), missing
+        self.skipped: dict[str, str] = {}
+
+    def __iter__(self) -> Iterator[dict]:
+        for sample in self.dataset:
+            try:
+                yield merge_sidecars(sample, self.dirs)
+            except MissingSidecarError as e:
+                if self.missing == "error":
+                    raise
+                self.skipped[sample["key"]] = str(e)
+                log.warning("skipped %s (%d skipped so far)", e, len(self.skipped))
+
+
+def _worker_init(_: int) -> None:
+    # Each loader worker is one core's worth of decoding; nested thread pools only fight.
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+class LayerDataModule(pl.LightningDataModule):
+    """Loaders of composite samples (DESIGN.md contract) for training and evaluation.
+
+    Args:
+        dataset: partial constructor called as ``dataset(split=, num_samples=, size=, seed=)``;
+            defaults to :class:`SyntheticLayers`.
+        size: crop size (512 in the paper; 64 in smoke runs).
+        batch_size: samples per batch (per device).
+        num_workers: loader worker processes.
+        pin_memory: pin host memory for faster device copies.
+        seed: data seed (pairings, trimaps, shuffling); independent of the training seed so that
+            caches keyed by sample key stay valid.
+        sidecars: folders of per-sample safetensors merged into each sample.
+        missing_sidecar: "error" (default) or "skip" (skipped and counted).
+        num_train: train samples (None = everything the source has).
+        num_val: validation samples (None = everything).
+        num_test: test samples (None = everything).
+        drop_last: drop the last incomplete training batch.
+    """
+
+    def __init__(
+        self,
+        dataset: Callable[..., Dataset] | None = None,
+        size: int = 512,
+        batch_size: int = 4,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        seed: int = 0,
+        sidecars: Sequence[str] = (),
+        missing_sidecar: str = "error",
+        num_train: int | None = 1000,
+        num_val: int | None = 16,
+        num_test: int | None = 16,
+        drop_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.dataset_fn = dataset or SyntheticLayers
+        self.size, self.batch_size, self.num_workers = int(size), int(batch_size), int(num_workers)
+        self.pin_memory, self.seed, self.drop_last = bool(pin_memory), int(seed), bool(drop_last)
+        self.sidecars, self.missing_sidecar = [str(d) for d in (sidecars or [])], missing_sidecar
+        self.num_samples = {"train": num_train, "val": num_val, "test": num_test}
+        self.datasets: dict[str, Dataset] = {}
+
+    def build(self, split: str) -> Dataset:
+        """The (sidecar-wrapped) data set of one split; built once and cached."""
+        if split not in self.datasets:
+            ds = self.dataset_fn(
+                split=split, num_samples=self.num_samples[split], size=self.size, seed=self.seed
+            )
+            if self.sidecars:
+                wrap = SidecarIterable if isinstance(ds, IterableDataset) else SidecarDataset
+                ds = wrap(ds, self.sidecars, self.missing_sidecar)
+            self.datasets[split] = ds
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in splits.get(stage, ("train", "val", "test")):
+            self.build(split)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        ds = self.build(split)
+        iterable = isinstance(ds, IterableDataset)
+        generator = torch.Generator().manual_seed(self.seed) if train and not iterable else None
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=train and not iterable,
+            generator=generator,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            drop_last=train and self.drop_last,
+            worker_init_fn=_worker_init,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
