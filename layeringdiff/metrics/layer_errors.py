@@ -1,0 +1,69 @@
+"""Layer errors against ground truth (Table 4): MAD, MSE, SAD and LPIPS in the paper's scaling.
+
+Values are in [0, 1]. By default the error is taken over the whole image and all three channels,
+which is what the paper's numbers satisfy (every Table 4 row has SAD = MAD x 512*512*3 / 1e6).
+"""
+
+from __future__ import annotations
+
+import torch
+
+MAD_SCALE = 1e3
+MSE_SCALE = 1e3
+SAD_SCALE = 1e-3
+LPIPS_SCALE = 1e2
+
+
+def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"layer_errors: prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ"
+        )
+
+
+def layer_errors(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> dict[str, float]:
+    """MAD x1e3, MSE x1e3 and SAD / 1e3 of one layer (or a batch, pooled) against its ground truth.
+
+    Args:
+        pred: predicted layer, (3, H, W) or (B, 3, H, W), values in [0, 1].
+        target: ground-truth layer of the same shape.
+        mask: optional region, broadcastable to ``pred`` (e.g. ``alpha > 0`` of shape (1, H, W));
+            MAD and MSE are then means over the masked values and SAD their sum.
+            ``None`` (the paper's setting) measures every pixel and channel.
+
+    Returns:
+        ``{"mad": ..., "mse": ..., "sad": ...}`` as Python floats; for a batch the values are
+        summed over all images for SAD and averaged for MAD/MSE (use one image per call to get
+        per-image numbers).
+    """
+    _check_pair(pred, target)
+    d = pred.double() - target.double()
+    if mask is None:
+        absd, sqd = d.abs(), d.square()
+        count = d.numel()
+    else:
+        m = torch.broadcast_to(mask.to(torch.bool), d.shape)
+        absd, sqd = d.abs()[m], d.square()[m]
+        count = int(m.sum())
+    if count == 0:
+        return {"mad": 0.0, "mse": 0.0, "sad": 0.0}
+    sad = float(absd.sum())
+    return {
+        "mad": sad / count * MAD_SCALE,
+        "mse": float(sqd.sum()) / count * MSE_SCALE,
+        "sad": sad * SAD_SCALE,
+    }
+
+
+def layer_errors_batch(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image MAD/MSE/SAD for a batch (B, C, H, W) in the same scaling, whole image, all channels."""
+    _check_pair(pred, target)
+    d = (pred.float() - target.float()).flatten(1)
+    absd = d.abs()
+    return {
+        "mad": absd.double().mean(1) * MAD_SCALE,
+        "mse": d.double().square().mean(1) * MSE_SCALE,
+        "sad": absd.double().sum(1) * SAD_SCALE,
+    }

@@ -1,0 +1,83 @@
+"""LPIPS (AlexNet) for Table 4, loaded offline.
+
+``lpips`` would fetch torchvision's ImageNet AlexNet on first use; here the trunk is built
+random (``pnet_rand=True``) and its weights are filled from a local file resolved through
+:mod:`layeringdiff.weights`. The calibrated linear heads ship inside the ``lpips`` package.
+Without the AlexNet file the metric fails with a clear message, unless
+``allow_random_backbone=True`` (tests, smoke runs, speed benchmarks), which keeps the random
+trunk and is not the published metric.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from layeringdiff.metrics.layer_errors import LPIPS_SCALE
+from layeringdiff.weights import MissingWeightsError, resolve_file
+
+log = logging.getLogger(__name__)
+
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+
+
+def default_alexnet_path() -> Path:
+    """Where torchvision keeps the ImageNet AlexNet weights ($TORCH_HOME/hub/checkpoints)."""
+    torch_home = os.environ.get("TORCH_HOME", os.path.join(os.path.expanduser("~"), ".cache", "torch"))
+    return Path(torch_home) / "hub" / "checkpoints" / ALEXNET_FILE
+
+
+class LPIPSMetric(torch.nn.Module):
+    """Per-image LPIPS x1e2 between two batches of images in [0, 1].
+
+    Args:
+        alexnet_weights: torchvision AlexNet state-dict file; ``None`` looks in $TORCH_HOME.
+        allow_random_backbone: use a random trunk when the file is missing (not the real metric).
+        batch_size: images per forward pass.
+    """
+
+    def __init__(
+        self, alexnet_weights: str | None = None, allow_random_backbone: bool = False, batch_size: int = 8
+    ) -> None:
+        super().__init__()
+        import lpips
+
+        self.net = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
+        self.batch_size = batch_size
+        self.random_backbone = False
+        path = Path(alexnet_weights) if alexnet_weights else default_alexnet_path()
+        try:
+            path = resolve_file(
+                path,
+                "LPIPS AlexNet trunk",
+                hint=f"copy torchvision's {ALEXNET_FILE} there or set the alexnet_weights option",
+            )
+        except MissingWeightsError:
+            if not allow_random_backbone:
+                raise
+            log.warning("LPIPS: %s missing, using a RANDOM AlexNet trunk (numbers are not comparable)", path)
+            self.random_backbone = True
+        else:
+            self._load_trunk(path)
+        self.requires_grad_(False)
+
+    def _load_trunk(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        trunk = self.net.net
+        for k in range(1, trunk.N_slices + 1):
+            part = getattr(trunk, f"slice{k}")
+            sub = {f"{name}": state[f"features.{name}"] for name in part.state_dict()}
+            part.load_state_dict(sub)
+
+    @torch.inference_mode()
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """LPIPS x1e2 per image of (B, 3, H, W) tensors in [0, 1]; returns (B,) float64."""
+        out = []
+        for i in range(0, pred.shape[0], self.batch_size):
+            p = pred[i : i + self.batch_size].float() * 2 - 1
+            t = target[i : i + self.batch_size].float() * 2 - 1
+            out.append(self.net(p, t).flatten().double())
+        return torch.cat(out) * LPIPS_SCALE

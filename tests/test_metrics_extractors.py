@@ -1,0 +1,71 @@
+"""Extractors built tiny and random (same on-disk form as the real ones), loaded through the real code."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from layeringdiff.weights import MissingWeightsError
+
+
+@pytest.fixture(scope="module")
+def tiny_metrics(tmp_path_factory):
+    from layeringdiff.tiny.metrics import build
+
+    return build(tmp_path_factory.mktemp("tiny_metrics"))
+
+
+def _images(n, seed, size=48, mode="RGB"):
+    rng = np.random.default_rng(seed)
+    c = 4 if mode == "RGBA" else 3
+    return [Image.fromarray(rng.integers(0, 256, (size, size, c), dtype=np.uint8), mode) for _ in range(n)]
+
+
+def test_inception_features_fid_self_zero(tiny_metrics):
+    from layeringdiff.metrics.fid import InceptionFeatures, frechet_distance, image_features
+
+    net = InceptionFeatures(tiny_metrics / "inception.pt")
+    a = image_features(_images(40, 0, mode="RGBA"), net, batch_size=16)
+    b = image_features(_images(40, 1), net, batch_size=16)
+    assert a.shape == (40, 32)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, b) > 0
+    # batching does not change features
+    assert np.allclose(image_features(_images(40, 0, mode="RGBA"), net, batch_size=7), a, atol=1e-5)
+
+
+def test_inception_missing_file_is_one_clear_line(tmp_path):
+    from layeringdiff.metrics.fid import InceptionFeatures
+
+    with pytest.raises(MissingWeightsError, match="inception-2015-12-05.pt") as e:
+        InceptionFeatures(tmp_path / "inception-2015-12-05.pt")
+    assert "\n" not in str(e.value)
+
+
+def test_clip_embedder_tiny(tiny_metrics):
+    from layeringdiff.metrics.clip_score import ClipEmbedder
+
+    clip = ClipEmbedder(pretrained=str(tiny_metrics / "clip"), batch_size=2)
+    s = clip.score(_images(3, 2), ["a cat", "a red ball on grass", "glass"])
+    assert s.shape == (3,) and bool(((s >= 0) & (s <= 100)).all())
+    assert torch.allclose(clip.score(_images(3, 2), ["a cat", "a red ball on grass", "glass"]), s)
+
+
+def test_lpips_loads_trunk_from_state_dict(tmp_path):
+    import torchvision
+
+    from layeringdiff.metrics.lpips_metric import LPIPSMetric
+
+    torch.manual_seed(0)
+    state = torchvision.models.alexnet().state_dict()
+    torch.save(state, tmp_path / "alexnet.pth")
+    m = LPIPSMetric(alexnet_weights=str(tmp_path / "alexnet.pth"))
+    assert not m.random_backbone
+    assert torch.equal(m.net.net.slice1[0].weight, state["features.0.weight"])
+    assert torch.equal(m.net.net.slice5._modules["10"].weight, state["features.10.weight"])
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    d = m(x, y)
+    assert d.shape == (2,) and bool((d > 0).all())
+    assert torch.allclose(m(x, x), torch.zeros(2, dtype=torch.float64), atol=1e-6)
+    with pytest.raises(MissingWeightsError, match="AlexNet"):
+        LPIPSMetric(alexnet_weights=str(tmp_path / "missing.pth"))
