@@ -1,0 +1,245 @@
+"""``FBDDModule``: fine-tunes one FBDD layer UNet (foreground or background) with the v-prediction loss.
+
+The VAE is frozen; when a batch carries cached latents (``latent_composite`` and
+``latent_foreground`` / ``latent_background`` from ``data/encode_latents.py``) the VAE encoder
+is never run. Noise and timesteps come from a generator seeded by (seed, step, batch index), so a
+resumed run draws exactly what the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from layeringdiff.models.fbdd import FBDD, FBDDInputError
+
+log = logging.getLogger(__name__)
+
+
+def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights for v-prediction: min(SNR, gamma) / (SNR + 1) (Hang et al., 2023)."""
+    abar = alphas_cumprod.to(timesteps.device)[timesteps].float()
+    snr = abar / (1 - abar)
+    return snr.clamp(max=gamma) / (snr + 1)
+
+
+class FBDDModule(pl.LightningModule):
+    """Training of one FBDD layer model.
+
+    Args:
+        pretrained: SD2-inpainting repo (local folder or HF id in the local cache).
+        layer: ``"foreground"`` or ``"background"``: the layer this UNet learns to produce.
+        alpha_init: init of the widened alpha channels, ``"zero"`` or ``"mask_mean"``.
+        in_channels: widened UNet input channels; ``None`` derives them from the VAE config.
+        build_tiny: first write a tiny random SD2 repo at ``pretrained`` (smoke runs only).
+        null_prompt_cache: folder caching the empty-prompt embedding (text encoder loaded once).
+        optimizer: partial optimizer (``params`` missing).
+        lr_scheduler: optional partial LR scheduler, stepped every optimizer step.
+        min_snr_gamma: enable min-SNR loss weighting with this gamma (``None``: plain MSE).
+        ema_decay: keep an EMA of the UNet with this decay, used for validation and export.
+        gradient_checkpointing: trade compute for memory in the UNet.
+        attention: ``"sdpa"`` (PyTorch scaled_dot_product_attention) or ``"eager"``.
+        noise_seed: seed of the per-step noise/timestep generator.
+        val_scheduler: sampler for validation: ``"ddim"``, ``"dpmsolver++"``, ...
+        val_steps: sampler steps in validation.
+        val_max_images: validation images sampled per validation run (first batches only).
+        val_seed: seed of the validation noise.
+        export_vae: copy the VAE into the export folder (else reference the base repo).
+    """
+
+    def __init__(
+        self,
+        pretrained: str,
+        layer: str = "foreground",
+        alpha_init: str = "zero",
+        in_channels: int | None = None,
+        build_tiny: bool = False,
+        null_prompt_cache: str | None = None,
+        optimizer: Callable | None = None,
+        lr_scheduler: Callable | None = None,
+        min_snr_gamma: float | None = None,
+        ema_decay: float | None = None,
+        gradient_checkpointing: bool = False,
+        attention: str = "sdpa",
+        noise_seed: int = 0,
+        val_scheduler: str = "ddim",
+        val_steps: int = 20,
+        val_max_images: int = 4,
+        val_seed: int = 0,
+        export_vae: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        if build_tiny:
+            from layeringdiff.tiny import sd2
+
+            sd2.build(pretrained)
+        self.fbdd = FBDD.from_sd2_inpainting(pretrained, layer, alpha_init, in_channels, null_prompt_cache)
+        self.fbdd.unet.train()  # diffusers loads in eval mode; the VAE stays frozen in eval mode
+        self.layer = layer
+        self.optimizer_fn, self.lr_scheduler_fn = optimizer, lr_scheduler
+        if attention not in ("sdpa", "eager"):
+            raise FBDDInputError(f"attention={attention!r}; choose 'sdpa' or 'eager'")
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+        self.fbdd.unet.set_attn_processor(AttnProcessor2_0() if attention == "sdpa" else AttnProcessor())
+        if gradient_checkpointing:
+            self.fbdd.unet.enable_gradient_checkpointing()
+        self.ema = None
+        if ema_decay:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.fbdd.unet, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+            self.ema.requires_grad_(False)
+        self._ema_step = -1
+        self._val_images: list[dict[str, torch.Tensor]] = []
+
+    # -- data ------------------------------------------------------------------------------------------
+    def latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled composite and target-layer latents, from the cache when the batch has them."""
+        key = f"latent_{self.layer}"
+        if "latent_composite" in batch and key in batch:
+            comp, target = batch["latent_composite"], batch[key]
+            expected = (
+                self.fbdd.latent_channels,
+                *(s // self.fbdd.vae_factor for s in batch["alpha"].shape[-2:]),
+            )
+            for name, lat in (("latent_composite", comp), (key, target)):
+                if tuple(lat.shape[1:]) != expected:
+                    raise FBDDInputError(
+                        f"cached {name} has shape {tuple(lat.shape[1:])}, expected {expected} for "
+                        f"{tuple(batch['alpha'].shape[-2:])} images (stale latent cache?)"
+                    )
+            return comp * self.fbdd.scaling_factor, target * self.fbdd.scaling_factor
+        with torch.no_grad():
+            return self.fbdd.encode(batch["composite"]), self.fbdd.encode(batch[self.layer])
+
+    def _generator(self, batch_idx: int) -> torch.Generator:
+        seed = (self.hparams.noise_seed * 1_000_003 + self.global_step) * 1_009 + batch_idx
+        return torch.Generator(device=self.device).manual_seed(seed * max(1, self.global_rank + 1))
+
+    # -- training --------------------------------------------------------------------------------------
+    def loss(self, batch: dict, batch_idx: int = 0) -> torch.Tensor:
+        """v-prediction MSE (optionally min-SNR weighted) on one batch."""
+        comp, target = self.latents(batch)
+        folded = self.fbdd.fold_alpha(batch["alpha"])
+        sched = self.fbdd.noise_scheduler
+        gen = self._generator(batch_idx)
+        noise = torch.randn(target.shape, generator=gen, device=self.device, dtype=target.dtype)
+        t = torch.randint(
+            0, sched.config.num_train_timesteps, (target.shape[0],), generator=gen, device=self.device
+        )
+        noisy = sched.add_noise(target, noise, t)
+        v_target = sched.get_velocity(target, noise, t)
+        v_pred = self.fbdd(noisy, t, comp, folded)
+        per_sample = F.mse_loss(v_pred.float(), v_target.float(), reduction="none").mean(dim=(1, 2, 3))
+        if self.hparams.min_snr_gamma:
+            per_sample = per_sample * min_snr_weights(sched.alphas_cumprod, t, self.hparams.min_snr_gamma)
+        return per_sample.mean()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch, batch_idx)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["alpha"].shape[0])
+        return loss
+
+    def on_train_start(self) -> None:
+        if self.trainer.num_training_batches == 0:
+            raise FBDDInputError(
+                "the training data set is empty (0 batches): check data paths, num_train and batch_size"
+            )
+        self._ema_step = self.global_step
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.ema is not None and self.global_step != self._ema_step:
+            self.ema.update_parameters(self.fbdd.unet)
+            self._ema_step = self.global_step
+
+    def configure_optimizers(self):
+        if self.optimizer_fn is None:
+            raise FBDDInputError("model.optimizer is not set")
+        optimizer = self.optimizer_fn(params=[p for p in self.fbdd.unet.parameters() if p.requires_grad])
+        if self.lr_scheduler_fn is None:
+            return optimizer
+        scheduler = self.lr_scheduler_fn(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- validation ------------------------------------------------------------------------------------
+    def sampling_model(self) -> FBDD:
+        """The FBDD used for sampling and export: EMA weights when EMA is on."""
+        return self.fbdd if self.ema is None else self.fbdd.with_unet(self.ema.module)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_images = []
+        self._val_count = 0
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        budget = self.hparams.val_max_images - self._val_count
+        if budget <= 0:
+            return
+        n = min(budget, batch["alpha"].shape[0])
+        comp, alpha, gt = batch["composite"][:n], batch["alpha"][:n], batch[self.layer][:n]
+        gen = torch.Generator(device=self.device).manual_seed(self.hparams.val_seed + batch_idx)
+        cached = batch.get("latent_composite")
+        layer = self.sampling_model().decompose(
+            comp,
+            alpha,
+            num_inference_steps=self.hparams.val_steps,
+            generator=gen,
+            scheduler=self.hparams.val_scheduler,
+            composite_latents=None if cached is None else cached[:n] * self.fbdd.scaling_factor,
+        )
+        self._val_count += n
+        self.log("val/mad", (layer - gt).abs().mean(), batch_size=n)
+        self.log("val/mse", ((layer - gt) ** 2).mean(), batch_size=n)
+        self._val_images.append({"composite": comp, "alpha": alpha, "layer": layer, "gt": gt})
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_images or self.trainer.sanity_checking:
+            return
+        grid = layer_grid(self._val_images)
+        self._val_images = []
+        log_grid(self, grid, f"val/grid_{self.layer}")
+
+    # -- export ----------------------------------------------------------------------------------------
+    def export(self, path: str | os.PathLike) -> Path:
+        """Write the trained layer model as a folder that ``FBDD.from_pretrained(path)`` restores."""
+        out = self.sampling_model().save_pretrained(path, include_vae=self.hparams.export_vae)
+        log.info("FBDD %s model exported to %s", self.layer, out)
+        return out
+
+
+def layer_grid(rows: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """One row per image: composite | alpha | predicted layer | ground-truth layer | |error| (3, H', W')."""
+    from torchvision.utils import make_grid
+
+    tiles = []
+    for r in rows:
+        err = (r["layer"] - r["gt"]).abs()
+        for i in range(r["alpha"].shape[0]):
+            tiles += [r["composite"][i], r["alpha"][i].expand(3, -1, -1), r["layer"][i], r["gt"][i], err[i]]
+    return make_grid(torch.stack([t.detach().float().cpu() for t in tiles]), nrow=5, padding=2, pad_value=1.0)
+
+
+def log_grid(module: pl.LightningModule, grid: torch.Tensor, name: str) -> Path:
+    """Save the grid as a PNG in the run folder and hand it to every image-capable logger."""
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    from layeringdiff.imageio import save_png
+
+    step = module.global_step
+    path = (
+        Path(module.trainer.default_root_dir) / "val_images" / f"{name.replace('/', '_')}_step{step:07d}.png"
+    )
+    save_png(grid, path)
+    for logger in module.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=name, images=[str(path)], step=step)
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(name, grid, step)
+    return path
