@@ -1,0 +1,183 @@
+"""The study server: settings, the runtime ``Study`` (catalog + store + orders), ``create_app``."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import logging
+import random
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import Flask
+
+from layeringdiff.study import CRITERIA, LAYERS, SCORES
+from layeringdiff.study.catalog import Blinder, Item, StudySetupError, build_catalog
+from layeringdiff.study.storage import RatingStore
+
+log = logging.getLogger(__name__)
+
+
+class RatingError(ValueError):
+    """A submitted answer that is refused (unknown id, bad layer, criterion or score)."""
+
+
+@dataclass
+class StudySettings:
+    """Everything ``configs/study.yaml`` sets; see that file for each key's meaning."""
+
+    methods: dict[str, str]
+    db: str
+    prompts: str | None = None
+    participants: int | list[str] = 10
+    admin_token: str | None = None
+    secret: str | None = None
+    seed: int = 0
+    items_per_participant: int | None = None
+    host: str = "127.0.0.1"
+    port: int = 5000
+    title: str = "Layered image study"
+    image_cache: int = 64
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> StudySettings:
+        """Build from a (Omega)Conf mapping such as the composed ``configs/study.yaml``."""
+        from omegaconf import DictConfig, OmegaConf
+
+        data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+        known = {k: data.pop(k) for k in list(data) if k in cls.__dataclass_fields__ and k != "extra"}
+        known["methods"] = {str(k): str(v) for k, v in (known.get("methods") or {}).items()}
+        return cls(**known, extra=data)
+
+    def participant_labels(self) -> list[str]:
+        if isinstance(self.participants, int) and not isinstance(self.participants, bool):
+            if self.participants < 1:
+                raise StudySetupError(f"participants must be >= 1, got {self.participants}")
+            width = max(2, len(str(self.participants)))
+            return [f"p{i:0{width}d}" for i in range(1, self.participants + 1)]
+        labels = [str(x) for x in self.participants]
+        if not labels or len(set(labels)) != len(labels):
+            raise StudySetupError(
+                f"participants must be a count or a list of distinct labels, got {self.participants}"
+            )
+        return labels
+
+
+class Study:
+    """A running study: what to show, to whom, in which order, and where answers go.
+
+    Args:
+        settings: the study configuration.
+    """
+
+    def __init__(self, settings: StudySettings):
+        self.settings = settings
+        self.store = RatingStore(settings.db)
+        self.blinder = Blinder(self.store.secret(settings.secret))
+        self.catalog = build_catalog(settings.methods, self.blinder, settings.prompts)
+        self.participants = {self.blinder.participant_token(lb): lb for lb in settings.participant_labels()}
+        self.store.register(self.catalog.method_ids, self.participants)
+        self.admin_token = settings.admin_token or self.store.setdefault(
+            "admin_token", secrets.token_urlsafe(18)
+        )
+        self._item_ids = sorted(self.catalog.items)
+        self.image = functools.lru_cache(maxsize=settings.image_cache)(self._encode_image)
+        self._orders: dict[str, list[str]] = {}
+        log.info(
+            "study: %d examples x %d methods, %d participants, database %s",
+            len(self.catalog.examples),
+            len(self.catalog.method_ids),
+            len(self.participants),
+            self.store.path,
+        )
+
+    def order(self, token: str) -> list[str]:
+        """The item ids a participant rates, in their own seeded random order (stable across restarts)."""
+        if token not in self._orders:
+            digest = hashlib.sha256(f"{self.settings.seed}\x00{token}".encode()).digest()
+            ids = list(self._item_ids)
+            random.Random(int.from_bytes(digest[:8], "big")).shuffle(ids)
+            k = self.settings.items_per_participant
+            self._orders[token] = ids[:k] if k else ids
+        return self._orders[token]
+
+    def check_participant(self, token: str) -> None:
+        if token not in self.participants:
+            raise RatingError("unknown participant token; use the link you were given")
+
+    def item(self, item_id: str) -> Item:
+        try:
+            return self.catalog.items[item_id]
+        except KeyError:
+            raise RatingError(f"unknown item id '{item_id}'") from None
+
+    def answers(self, token: str) -> dict[str, dict[tuple[str, str], int]]:
+        """Item id -> {(layer, criterion): score} for one participant."""
+        by_pair = self.store.answers(token)
+        out = {}
+        for iid in self.order(token):
+            it = self.catalog.items[iid]
+            out[iid] = by_pair.get((it.example, it.method_id), {})
+        return out
+
+    def validate(self, token: str, item_id: str, layer: str, criterion: str, score: object) -> tuple:
+        """Check one answer and return the row to store: (example, method_id, layer, criterion, score).
+
+        Raises:
+            RatingError: with a message saying what is wrong.
+        """
+        self.check_participant(token)
+        it = self.item(item_id)
+        if item_id not in self.order(token):
+            raise RatingError(f"item '{item_id}' is not assigned to this participant")
+        if layer not in LAYERS:
+            raise RatingError(f"unknown layer '{layer}' (expected one of {', '.join(LAYERS)})")
+        if criterion not in CRITERIA:
+            raise RatingError(f"unknown criterion '{criterion}' (expected one of {', '.join(CRITERIA)})")
+        text = str(score).strip()
+        if not text.isdigit() or int(text) not in SCORES:
+            raise RatingError(
+                f"score must be a whole number from {min(SCORES)} to {max(SCORES)}, got '{score}'"
+            )
+        return it.example, it.method_id, layer, criterion, int(text)
+
+    def rate(self, token: str, answers: Sequence[tuple[str, str, str, object]]) -> None:
+        """Validate (item_id, layer, criterion, score) answers, then store them all in one transaction."""
+        rows = [self.validate(token, *a) for a in answers]
+        if rows:
+            self.store.save(token, rows)
+
+    def _encode_image(self, item_id: str, layer: str) -> bytes:
+        """A layer re-encoded as a plain PNG: no file name, text chunk or metadata reaches the browser."""
+        from layeringdiff.imageio import open_image, to_rgb, to_rgba
+
+        img = open_image(self.item(item_id).files[layer])
+        img = to_rgba(img) if layer == "foreground" else to_rgb(img)
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", compress_level=1)
+        return buf.getvalue()
+
+
+def create_app(settings: StudySettings | Mapping) -> Flask:
+    """The Flask app of a study (server-rendered pages, JSON answer endpoint, admin page).
+
+    Args:
+        settings: ``StudySettings`` or the composed study config.
+
+    Raises:
+        StudySetupError: folders, prompts or participants are wrong (one-line message).
+    """
+    from layeringdiff.study.views import bp
+
+    if not isinstance(settings, StudySettings):
+        settings = StudySettings.from_config(settings)
+    app = Flask(__name__, template_folder=str(Path(__file__).parent / "templates"), static_folder=None)
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+    app.extensions["study"] = Study(settings)
+    app.register_blueprint(bp)
+    return app

@@ -1,0 +1,270 @@
+"""The blinded study server: blinding, per-participant order, resume, refusals, concurrency, admin."""
+
+import json
+import re
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from layeringdiff.study import CRITERIA, LAYERS
+from layeringdiff.study.app import create_app
+from layeringdiff.study.catalog import StudySetupError
+from layeringdiff.study.demo import build_demo_study
+
+METHODS = ("SecretMethodAlpha", "HiddenBaselineBeta")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return build_demo_study(tmp_path_factory.mktemp("study"), METHODS, num_examples=3, size=24)
+
+
+@pytest.fixture
+def settings(demo, tmp_path):
+    return dict(
+        methods=demo["methods"],
+        prompts=demo["prompts"],
+        db=str(tmp_path / "study.db"),
+        participants=4,
+        admin_token="admin-secret",
+        secret="test-secret",
+        seed=0,
+    )
+
+
+def tokens(app):
+    study = app.extensions["study"]
+    return sorted(study.participants, key=study.participants.get)
+
+
+def n_rows(db) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT COUNT(*) FROM ratings").fetchone()[0]
+
+
+def answer(item_id, token, score=3):
+    return [
+        dict(token=token, item=item_id, layer=la, criterion=cr, score=score)
+        for la in LAYERS
+        for cr in CRITERIA
+    ]
+
+
+def test_pages_images_and_headers_never_name_a_method(settings):
+    app = create_app(settings)
+    study = app.extensions["study"]
+    client = app.test_client()
+    token = tokens(app)[0]
+    secrets_ = [m.lower() for m in METHODS] + [mid.lower() for mid in study.catalog.method_ids.values()]
+    pages = ["/", f"/p/{token}", f"/p/{token}/done"] + [f"/p/{token}/{i}" for i in range(1, 7)]
+    seen, assets = set(), set()
+    for url in pages:
+        resp = client.get(url)
+        assert resp.status_code == 200, url
+        body = resp.get_data(as_text=True)
+        assets |= set(re.findall(r'(?:src|href)="([^"]+)"', body))
+        seen.add((url, body, str(resp.headers)))
+    image_urls = sorted(a for a in assets if a.startswith("/img/"))
+    assert len(image_urls) == 6 * 3  # every (example, method) item, three layers each
+    for url in sorted(assets):
+        resp = client.get(url)
+        assert resp.status_code == 200, url
+        seen.add((url, resp.get_data().decode("latin-1"), str(resp.headers)))
+    api = client.post("/api/rate", json=answer(study.order(token)[0], token)[0])
+    seen.add(("/api/rate", api.get_data(as_text=True), str(api.headers)))
+    for url, body, headers in seen:
+        for secret in secrets_:
+            assert (
+                secret not in url.lower() and secret not in body.lower() and secret not in headers.lower()
+            ), (url, secret)
+    # Images are re-encoded: the demo PNGs carry the method name in a text chunk, the served ones do not.
+    assert (
+        b"SecretMethodAlpha"
+        in Path(settings["methods"]["SecretMethodAlpha"], "00000", "composite.png").read_bytes()
+    )
+    # Two methods' versions of one example get unrelated ids.
+    ids = {(it.example, it.method): iid for iid, it in study.catalog.items.items()}
+    assert ids[("00000", METHODS[0])][:8] != ids[("00000", METHODS[1])][:8]
+
+
+def test_order_is_seeded_per_participant_and_stable(settings, tmp_path):
+    app = create_app(settings)
+    study = app.extensions["study"]
+    t = tokens(app)
+    orders = [study.order(tok) for tok in t]
+    for order in orders:
+        assert sorted(order) == sorted(study.catalog.items)  # a permutation of every item
+    assert len({tuple(o) for o in orders}) > 1  # different tokens, different orders
+    again = create_app(settings).extensions["study"]  # a new server over the same database
+    assert [again.order(tok) for tok in t] == orders
+    page = app.test_client().get(f"/p/{t[1]}/2").get_data(as_text=True)
+    assert f'name="item" value="{orders[1][1]}"' in page
+    reseeded = create_app({**settings, "seed": 1, "db": str(tmp_path / "other.db")}).extensions["study"]
+    assert [reseeded.order(tok) for tok in t] != orders
+
+
+def test_answers_survive_a_restart_and_the_participant_resumes(settings):
+    app = create_app(settings)
+    token = tokens(app)[2]
+    study = app.extensions["study"]
+    order = study.order(token)
+    client = app.test_client()
+    form = {"item": order[0]} | {f"{la}__{cr}": "4" for la in LAYERS for cr in CRITERIA}
+    resp = client.post(f"/p/{token}/1", data=form)
+    assert resp.status_code == 303 and resp.headers["Location"].endswith(f"/p/{token}/2")
+    for a in answer(order[1], token, score=2)[:3]:  # half of item 2, one click at a time
+        assert client.post("/api/rate", json=a).status_code == 200
+
+    restarted = create_app(settings).test_client()
+    start = restarted.get(f"/p/{token}").get_data(as_text=True)
+    assert "1 of 6 images rated" in start and f'href="/p/{token}/2"' in start and "Continue" in start
+    page = restarted.get(f"/p/{token}/2").get_data(as_text=True)
+    checked = re.findall(r'id="(\w+)__(\d)" value="\d" required\s*checked', page)
+    assert sorted(checked) == sorted(
+        (f"{a['layer']}__{a['criterion']}", "2") for a in answer(order[1], token)[:3]
+    )
+    # An incomplete form is kept and re-asked, not lost.
+    resp = restarted.post(f"/p/{token}/2", data={"item": order[1], "composite__image_quality": "5"})
+    assert resp.status_code == 200 and "Please answer every question" in resp.get_data(as_text=True)
+    assert n_rows(settings["db"]) == 6 + 4
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"score": 0}, "score must be a whole number from 1 to 5, got '0'"),
+        ({"score": 6}, "got '6'"),
+        ({"score": "abc"}, "got 'abc'"),
+        ({"score": 3.5}, "got '3.5'"),
+        ({"score": None}, "missing field(s): score"),
+        ({"item": "ffffffffffffffffffffffff"}, "unknown item id 'ffffffffffffffffffffffff'"),
+        ({"layer": "alpha"}, "unknown layer 'alpha'"),
+        ({"criterion": "beauty"}, "unknown criterion 'beauty'"),
+        ({"token": "nobody"}, "unknown participant token"),
+    ],
+)
+def test_bad_answers_are_refused_with_a_message(settings, change, message):
+    app = create_app(settings)
+    token = tokens(app)[0]
+    good = answer(app.extensions["study"].order(token)[0], token)[0]
+    resp = app.test_client().post("/api/rate", json={**good, **change})
+    assert resp.status_code == 400
+    assert message in resp.get_json()["error"]
+    assert n_rows(settings["db"]) == 0
+
+
+def test_bad_form_refuses_the_whole_page(settings):
+    app = create_app(settings)
+    token = tokens(app)[0]
+    order = app.extensions["study"].order(token)
+    client = app.test_client()
+    form = {"item": order[0]} | {f"{la}__{cr}": "4" for la in LAYERS for cr in CRITERIA}
+    resp = client.post(f"/p/{token}/1", data={**form, "background__image_quality": "9"})
+    assert resp.status_code == 400 and "got &#39;9&#39;" in resp.get_data(as_text=True)
+    assert client.post(f"/p/{token}/1", data={**form, "item": order[1]}).status_code == 400
+    assert client.get("/p/not-a-token").status_code == 404
+    assert n_rows(settings["db"]) == 0  # one transaction: nothing of a refused page is stored
+
+
+def test_concurrent_submissions_from_several_participants_are_all_stored(settings):
+    app = create_app(settings)
+    study = app.extensions["study"]
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    errors = []
+
+    def participant(token):
+        try:
+            for item_id in study.order(token)[:3]:
+                for a in answer(item_id, token, score=1 + len(token) % 5):
+                    req = urllib.request.Request(
+                        base + "/api/rate", json.dumps(a).encode(), {"Content-Type": "application/json"}
+                    )
+                    with urllib.request.urlopen(req, timeout=30) as resp:
+                        assert json.load(resp)["saved"]
+        except (AssertionError, urllib.error.URLError) as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=participant, args=(tok,)) for tok in tokens(app)]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        server.shutdown()
+    assert not errors
+    assert n_rows(settings["db"]) == 4 * 3 * 6
+    with sqlite3.connect(settings["db"]) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        per = dict(conn.execute("SELECT participant, COUNT(*) FROM ratings GROUP BY participant").fetchall())
+    assert per == {tok: 18 for tok in tokens(app)}
+
+
+def test_admin_page_needs_its_token_and_exports_csv(settings):
+    app = create_app(settings)
+    client = app.test_client()
+    token = tokens(app)[0]
+    for a in answer(app.extensions["study"].order(token)[0], token, score=5):
+        client.post("/api/rate", json=a)
+    assert client.get("/admin").status_code == 403
+    assert client.get("/admin?token=wrong").status_code == 403
+    page = client.get("/admin?token=admin-secret").get_data(as_text=True)
+    assert "p01" in page and "6 / 36" in page and f"/p/{token}" in page
+    csv_text = client.get("/admin/ratings.csv", headers={"X-Admin-Token": "admin-secret"}).get_data(
+        as_text=True
+    )
+    lines = csv_text.strip().splitlines()
+    assert lines[0].startswith("label,participant,example,method_id,method,layer,criterion,score")
+    assert len(lines) == 7 and all(",5," in line for line in lines[1:])
+
+
+def test_setup_errors_are_one_clear_line(settings, demo, tmp_path):
+    with pytest.raises(StudySetupError, match="method folder not found: .*nowhere"):
+        create_app({**settings, "methods": {"a": str(tmp_path / "nowhere")}})
+    with pytest.raises(ValueError, match="secret in the config differs"):
+        create_app(settings)
+        create_app({**settings, "secret": "another"})
+    bare = build_demo_study(tmp_path / "bare", ["m"], num_examples=1, size=8)
+    Path(bare["methods"]["m"], "00000", "meta.json").write_text("{}")
+    with pytest.raises(StudySetupError, match="no prompt for example '00000'"):
+        create_app({**settings, "methods": bare["methods"], "prompts": None, "db": str(tmp_path / "b.db")})
+
+
+def test_prompt_file_in_the_eval_format_wins_over_meta(settings, demo, tmp_path):
+    lines = [{"id": "00001", "prompt": "A kite over a lake", "fg_prompt": "A kite", "bg_prompt": "a lake"}]
+    prompt_file = tmp_path / "prompts.jsonl"
+    prompt_file.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    study = create_app({**settings, "prompts": str(prompt_file)}).extensions["study"]
+    ex = study.catalog.examples["00001"]
+    assert (ex.prompt, ex.foreground_prompt, ex.background_prompt) == (
+        "A kite over a lake",
+        "A kite",
+        "a lake",
+    )
+    assert (
+        study.catalog.examples["00000"].prompt
+        == json.loads(Path(demo["prompts"]).read_text())["00000"]["prompt"]
+    )
+
+
+def test_cli_composes_the_study_config(demo, tmp_path, capsys):
+    from layeringdiff.study.__main__ import main
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    argv = ["links", "--config-dir", str(configs), f"db={tmp_path / 'cli.db'}", "participants=2"]
+    argv += [f"methods.{m}={d}" for m, d in demo["methods"].items()] + ["admin_token=xyz"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[0].startswith("p01: http://127.0.0.1:5000/p/")
+        and out[-1] == "admin: http://127.0.0.1:5000/admin?token=xyz"
+    )
+    assert main(["links", "--config-dir", str(configs), f"methods.x={tmp_path / 'none'}"]) == 2
+    assert "method folder not found" in capsys.readouterr().err
