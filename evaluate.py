@@ -1,0 +1,31 @@
+"""Evaluate LayeringDiff (or any method's output folders). Examples:
+
+    python evaluate.py eval=table4                              # layer errors vs ground truth
+    python evaluate.py eval=table1 eval.methods.ours=outputs/generate/runs/<stamp>/samples
+    python evaluate.py eval=table2 eval.methods.ours=DIR eval.methods.layerdiffuse=DIR2
+    python evaluate.py eval=generate eval.prompts=data/prompts/quick16.jsonl
+    python evaluate.py eval=compare eval.runs=[RUN1,RUN2] eval.table=table4
+Resume an interrupted run: add hydra.run.dir=<that run folder>.
+"""
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from layeringdiff.tasks.evaluate import evaluate
+from layeringdiff.weights import MissingWeightsError
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate.yaml")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except (MissingWeightsError, FileNotFoundError, ValueError) as e:
+        logging.getLogger("evaluate").error("%s", e)
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
