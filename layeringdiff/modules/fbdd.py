@@ -126,15 +126,23 @@ class FBDDModule(pl.LightningModule):
 
     # -- training --------------------------------------------------------------------------------------
     def loss(self, batch: dict, batch_idx: int = 0) -> torch.Tensor:
-        """v-prediction MSE (optionally min-SNR weighted) on one batch."""
+        """v-prediction MSE (optionally min-SNR weighted) on one batch, with this step's seeded noise."""
         comp, target = self.latents(batch)
         folded = self.fbdd.fold_alpha(batch["alpha"])
-        sched = self.fbdd.noise_scheduler
         gen = self._generator(batch_idx)
         noise = torch.randn(target.shape, generator=gen, device=self.device, dtype=target.dtype)
         t = torch.randint(
-            0, sched.config.num_train_timesteps, (target.shape[0],), generator=gen, device=self.device
+            0,
+            self.fbdd.noise_scheduler.config.num_train_timesteps,
+            (target.shape[0],),
+            generator=gen,
+            device=self.device,
         )
+        return self.v_loss(target, comp, folded, noise, t)
+
+    def v_loss(self, target, comp, folded, noise, t) -> torch.Tensor:
+        """MSE between the UNet's v and the scheduler's ``get_velocity`` at timesteps ``t``."""
+        sched = self.fbdd.noise_scheduler
         noisy = sched.add_noise(target, noise, t)
         v_target = sched.get_velocity(target, noise, t)
         v_pred = self.fbdd(noisy, t, comp, folded)

@@ -1,0 +1,235 @@
+"""FBDD model: widening, alpha folding, v target, overfitting, save/load, seeded sampling, bad input."""
+
+import copy
+import shutil
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+
+from layeringdiff.compose import shuffle_alpha
+from layeringdiff.models.fbdd import FBDD, FBDDInputError, vae_factor, widen_conv_in
+from layeringdiff.modules.fbdd import FBDDModule
+from layeringdiff.tiny import sd2
+from layeringdiff.weights import MissingWeightsError
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return sd2.build(tmp_path_factory.mktemp("tiny") / "sd2_inpainting")
+
+
+@pytest.fixture(scope="module")
+def null_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("null_prompt")
+
+
+@pytest.fixture(scope="module")
+def fbdd(repo, null_cache):
+    return FBDD.from_sd2_inpainting(repo, "foreground", null_prompt_cache=null_cache)
+
+
+def inputs(seed=0, b=2, size=32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, size, size, generator=g), torch.rand(b, 1, size, size, generator=g)
+
+
+def test_widen_zero_init_equals_original_fed_zero_mask(repo):
+    original = UNet2DConditionModel.from_pretrained(repo, subfolder="unet").eval()
+    widened = widen_conv_in(copy.deepcopy(original), in_channels=24, alpha_init="zero")
+    assert widened.config.in_channels == 24 and widened.conv_in.weight.shape[1] == 24
+    g = torch.Generator().manual_seed(1)
+    noisy, image_latent = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    alpha = torch.rand(2, 16, 8, 8, generator=g)  # must not matter with zero init
+    context = torch.randn(2, 77, 32, generator=g)
+    t = torch.tensor([10, 700])
+    with torch.no_grad():
+        # SD2 inpainting input order (StableDiffusionInpaintPipeline): [noisy | mask | masked-image latent]
+        ref = original(torch.cat([noisy, torch.zeros(2, 1, 8, 8), image_latent], 1), t, context).sample
+        out = widened(torch.cat([noisy, image_latent, alpha], 1), t, context).sample
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_widen_mask_mean_constant_alpha_equals_original_fed_that_mask(repo):
+    original = UNet2DConditionModel.from_pretrained(repo, subfolder="unet").eval()
+    widened = widen_conv_in(copy.deepcopy(original), in_channels=24, alpha_init="mask_mean")
+    g = torch.Generator().manual_seed(2)
+    noisy, image_latent = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 4, 8, 8, generator=g)
+    mask = (torch.rand(1, 1, 8, 8, generator=g) > 0.5).float()
+    context = torch.randn(1, 77, 32, generator=g)
+    with torch.no_grad():
+        ref = original(torch.cat([noisy, mask, image_latent], 1), 500, context).sample
+        out = widened(torch.cat([noisy, image_latent, mask.expand(1, 16, 8, 8)], 1), 500, context).sample
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_widened_unet_saves_and_loads_with_its_channel_count(repo, tmp_path):
+    unet = widen_conv_in(UNet2DConditionModel.from_pretrained(repo, subfolder="unet"), 24, "mask_mean")
+    unet.save_pretrained(tmp_path / "unet")
+    loaded = UNet2DConditionModel.from_pretrained(tmp_path / "unet")
+    assert loaded.config.in_channels == 24
+    torch.testing.assert_close(loaded.conv_in.weight, unet.conv_in.weight, atol=0, rtol=0)
+
+
+def test_widen_rejects_bad_channel_counts(repo):
+    unet = UNet2DConditionModel.from_pretrained(repo, subfolder="unet")
+    with pytest.raises(FBDDInputError, match="no alpha channels"):
+        widen_conv_in(unet, in_channels=8)
+    widen_conv_in(unet, in_channels=24)
+    with pytest.raises(FBDDInputError, match="9 input channels"):
+        widen_conv_in(unet, in_channels=72)  # already widened
+
+
+def test_vae_factor_and_channels_derived_from_config(fbdd):
+    assert vae_factor({"block_out_channels": [128, 256, 512, 512]}) == 8  # SD2: 4 + 4 + 64 = 72
+    assert fbdd.vae_factor == 4 and fbdd.unet.config.in_channels == 4 + 4 + 16
+
+
+def test_alpha_unshuffle_shape_and_inverse(fbdd):
+    _, alpha = inputs(size=32)
+    folded = fbdd.fold_alpha(alpha)
+    f = fbdd.vae_factor
+    assert folded.shape == (2, f * f, 32 // f, 32 // f)
+    # channel i*f + j holds pixel (y*f + i, x*f + j): checked against plain slicing
+    for i in range(f):
+        for j in range(f):
+            torch.testing.assert_close(folded[:, i * f + j], alpha[:, 0, i::f, j::f], atol=0, rtol=0)
+    torch.testing.assert_close(shuffle_alpha(folded, f), alpha, atol=0, rtol=0)
+
+
+def test_v_target_equals_scheduler_velocity(repo, null_cache, monkeypatch):
+    module = FBDDModule(str(repo), null_prompt_cache=str(null_cache))
+    sched = module.fbdd.noise_scheduler
+    g = torch.Generator().manual_seed(3)
+    x0, noise = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
+    t = torch.tensor([0, 499, 999])
+    abar = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+    v_hand = abar.sqrt() * noise - (1 - abar).sqrt() * x0  # Salimans & Ho (2022)
+    torch.testing.assert_close(sched.get_velocity(x0, noise, t), v_hand)
+    comp, folded = torch.randn(3, 4, 8, 8), torch.rand(3, 16, 8, 8)
+    monkeypatch.setattr(module.fbdd, "forward", lambda *a: v_hand)
+    assert module.v_loss(x0, comp, folded, noise, t).item() < 1e-10
+    monkeypatch.setattr(module.fbdd, "forward", lambda *a: torch.zeros_like(v_hand))
+    torch.testing.assert_close(module.v_loss(x0, comp, folded, noise, t), (v_hand**2).mean())
+
+
+def cached_batch(fbdd, seed=0):
+    composite, alpha = inputs(seed)
+    foreground = torch.rand_like(composite)
+    with torch.no_grad():
+        lat = {
+            k: fbdd.encode(x) / fbdd.scaling_factor for k, x in (("composite", composite), ("fg", foreground))
+        }
+    return {
+        "composite": composite,
+        "alpha": alpha,
+        "foreground": foreground,
+        "latent_composite": lat["composite"],
+        "latent_foreground": lat["fg"],
+    }
+
+
+def test_latent_cache_skips_vae_encoder_and_matches_encoding(repo, null_cache, monkeypatch):
+    module = FBDDModule(str(repo), null_prompt_cache=str(null_cache))
+    batch = cached_batch(module.fbdd)
+    plain = {k: v for k, v in batch.items() if not k.startswith("latent_")}
+    with torch.no_grad():
+        loss_encoded = module.loss(plain)
+
+        def no_encoder(*a, **k):
+            raise AssertionError("VAE encoder ran although latents were cached")
+
+        monkeypatch.setattr(module.fbdd.vae, "encode", no_encoder)
+        loss_cached = module.loss(batch)
+    torch.testing.assert_close(loss_cached, loss_encoded, atol=1e-6, rtol=1e-5)
+    batch["latent_foreground"] = batch["latent_foreground"][..., :4]
+    with pytest.raises(FBDDInputError, match="stale latent cache"):
+        module.loss(batch)
+
+
+def test_tiny_model_overfits_one_batch(repo, null_cache):
+    torch.manual_seed(0)
+    module = FBDDModule(str(repo), null_prompt_cache=str(null_cache))
+    batch = {k: v[:1] for k, v in cached_batch(module.fbdd).items()}
+    opt = torch.optim.Adam(module.fbdd.unet.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(25):  # without a trainer global_step stays 0: the same noise and t every step
+        loss = module.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, f"loss {losses[0]:.4f} -> {losses[-1]:.4f} fell less than 10x"
+
+
+def test_save_load_gives_identical_outputs(fbdd, tmp_path):
+    composite, alpha = inputs()
+    ref = fbdd.decompose(composite, alpha, 2, generator=torch.Generator().manual_seed(0))
+    for include_vae in (True, False):
+        out_dir = fbdd.save_pretrained(tmp_path / f"export_{include_vae}", include_vae=include_vae)
+        assert (out_dir / "vae").is_dir() == include_vae
+        loaded = FBDD.from_pretrained(out_dir)
+        assert loaded.layer == "foreground" and loaded.unet.config.in_channels == 24
+        torch.testing.assert_close(loaded.null_prompt_embeds, fbdd.null_prompt_embeds, atol=0, rtol=0)
+        out = loaded.decompose(composite, alpha, 2, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(out, ref, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "dpmsolver++"])
+def test_seeded_sampling_is_deterministic(fbdd, scheduler):
+    composite, alpha = inputs()
+    runs = [
+        fbdd.decompose(composite, alpha, 2, generator=torch.Generator().manual_seed(s), scheduler=scheduler)
+        for s in (7, 7, 8)
+    ]
+    assert runs[0].shape == (2, 3, 32, 32) and 0 <= runs[0].min() and runs[0].max() <= 1
+    torch.testing.assert_close(runs[0], runs[1], atol=0, rtol=0)
+    assert not torch.equal(runs[0], runs[2])
+
+
+def test_null_prompt_cached_so_text_encoder_is_not_needed(repo, null_cache, tmp_path):
+    FBDD.from_sd2_inpainting(repo, "background", null_prompt_cache=null_cache)  # fills the cache
+    partial = tmp_path / "sd2"
+    shutil.copytree(repo, partial)
+    shutil.rmtree(partial / "text_encoder")
+    with pytest.raises(MissingWeightsError, match="text_encoder"):
+        FBDD.from_sd2_inpainting(partial, "background", null_prompt_cache=tmp_path / "empty_cache")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    src = next(null_cache.glob("*.safetensors"))
+    # a cache written for another repo path is not reused
+    shutil.copy(src, cache / "sd2.safetensors")
+    with pytest.raises(MissingWeightsError):
+        FBDD.from_sd2_inpainting(partial, "background", null_prompt_cache=cache)
+
+
+def test_missing_and_partial_weights_fail_with_one_line(repo, tmp_path):
+    with pytest.raises(MissingWeightsError) as e:
+        FBDDModule(str(tmp_path / "nowhere"))
+    assert "\n" not in str(e.value) and "nowhere" in str(e.value)
+    partial = tmp_path / "partial"
+    shutil.copytree(repo, partial)
+    (partial / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(MissingWeightsError) as e:
+        FBDDModule(str(partial))
+    assert "\n" not in str(e.value) and "unet" in str(e.value)
+    with pytest.raises(MissingWeightsError, match="FBDD export"):
+        FBDD.from_pretrained(tmp_path / "partial" / "unet")
+
+
+def test_wrong_channel_counts_and_shapes_fail_before_work(repo, fbdd, null_cache):
+    with pytest.raises(FBDDInputError, match="in_channels=72") as e:
+        FBDDModule(str(repo), in_channels=72, null_prompt_cache=str(null_cache))
+    assert "\n" not in str(e.value)
+    composite, alpha = inputs()
+    bad = [
+        (composite[:, :1], alpha, "composite must be"),
+        (composite, alpha.expand(-1, 3, -1, -1), "alpha must be"),
+        (composite, alpha[..., :16, :16], "does not match"),
+        (composite[..., :12, :12], alpha[..., :12, :12], "multiple of 8"),
+    ]
+    for c, a, msg in bad:
+        with pytest.raises(FBDDInputError, match=msg):
+            fbdd.decompose(c, a, 2)
+    with pytest.raises(FBDDInputError, match="layer="):
+        FBDD.from_sd2_inpainting(repo, "middle", null_prompt_cache=null_cache)
