@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from layeringdiff.data.pairs import Pair
 from layeringdiff.data.recipe import TRIMAP_KERNEL_RANGE, make_sample
 from layeringdiff.data.splits import stable_seed
 
@@ -252,14 +253,23 @@ class SyntheticLayers(Dataset):
     def key(self, index: int) -> str:
         return f"synthetic-{self.split}-s{self.seed}-{index:07d}"
 
-    def load(self, index: int) -> dict:
+    def pair(self, index: int) -> Pair:
+        """The (key, fg id, bg id, trimap seed) row of sample ``index``, as in a pair list."""
         if not 0 <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for {self.num_samples} samples")
         sample_seed = stable_seed(self.seed, self.split, index)
-        fg, alpha, bg, caption = synthetic_layers(sample_seed, self.size)
-        sample = make_sample(
-            fg, alpha, bg, self.key(index), caption, stable_seed("trimap", sample_seed), self.kernel_range
+        return Pair(
+            self.key(index),
+            f"synthetic-fg-{sample_seed}",
+            f"synthetic-bg-{sample_seed}",
+            stable_seed("trimap", sample_seed),
         )
+
+    def load(self, index: int) -> dict:
+        pair = self.pair(index)
+        sample_seed = int(pair.fg_id.rsplit("-", 1)[1])
+        fg, alpha, bg, caption = synthetic_layers(sample_seed, self.size)
+        sample = make_sample(fg, alpha, bg, pair.key, caption, pair.seed, self.kernel_range)
         sample["source"] = f"synthetic:{sample_seed}"
         return sample
 

@@ -1,0 +1,334 @@
+"""WebDataset shards of ready samples: writer (atomic, resumable, with a manifest) and reader.
+
+Layout: ``{root}/{split}/{split}-{i:06d}.tar`` plus, per shard, ``{split}-{i:06d}.json`` (written
+after the tar is in place: its presence marks the shard finished) and ``{root}/{split}/manifest.json``.
+One tar member group per sample (``__key__`` is a running number, the sample key is in the JSON):
+
+- ``foreground.png`` / ``background.png``: 8-bit RGB (or ``.npy`` raw uint8 with
+  ``image_format="npy"``: bigger, faster to decode); ``alpha.png``: 8-bit gray (always lossless
+  PNG); ``trimap.png``: 0 / 128 / 255; ``json``: key, fg_caption, source.
+
+The composite is not stored: it is recomputed in float from the 8-bit layers exactly as the
+on-the-fly recipe does, so a sample read back equals the sample written, bit for bit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from layeringdiff.data.recipe import make_sample, trimap_to_uint8
+from layeringdiff.data.sources import BadSampleError, DataSourceError
+from layeringdiff.data.splits import stable_seed
+from layeringdiff.imageio import ImageReadError, atomic_write_bytes, tensor_to_uint8
+
+log = logging.getLogger(__name__)
+FORMAT = "layeringdiff-shards/1"
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _png(arr: np.ndarray) -> bytes:
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def encode_sample(sample: dict, index: int, image_format: str = "png") -> dict:
+    """Sample dict -> webdataset record (bytes per member)."""
+    if image_format not in ("png", "npy"):
+        raise ValueError(f"image_format must be 'png' or 'npy', got {image_format!r}")
+    enc = _png if image_format == "png" else _npy
+    meta = {
+        "key": sample["key"],
+        "fg_caption": sample.get("fg_caption", ""),
+        "source": sample.get("source", ""),
+    }
+    return {
+        "__key__": f"{index:09d}",
+        f"foreground.{image_format}": enc(tensor_to_uint8(sample["foreground"])),
+        f"background.{image_format}": enc(tensor_to_uint8(sample["background"])),
+        "alpha.png": _png(tensor_to_uint8(sample["alpha"])[:, :, 0]),
+        "trimap.png": _png(trimap_to_uint8(sample["trimap"])),
+        "json": json.dumps(meta).encode("utf-8"),
+    }
+
+
+def _decode_image(name: str, data: bytes) -> np.ndarray:
+    if name.endswith(".npy"):
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    else:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise ImageReadError(f"{name}: not a readable PNG")
+        if arr.ndim == 3:
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    if arr.dtype != np.uint8:
+        raise ImageReadError(f"{name}: expected 8-bit data, got {arr.dtype}")
+    return arr
+
+
+def decode_sample(record: dict) -> dict:
+    """Webdataset record (raw bytes) -> sample dict of the data contract."""
+    members = {k: v for k, v in record.items() if not k.startswith("__")}
+    meta = json.loads(members["json"])
+
+    def image(stem: str) -> np.ndarray:
+        for ext in ("png", "npy"):
+            if f"{stem}.{ext}" in members:
+                return _decode_image(f"{stem}.{ext}", members[f"{stem}.{ext}"])
+        raise KeyError(f"sample {meta.get('key')!r} has no {stem} member")
+
+    return make_sample(
+        image("foreground"),
+        image("alpha"),
+        image("background"),
+        meta["key"],
+        meta.get("fg_caption", ""),
+        trimap=image("trimap"),
+    )
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:06d}"
+
+
+def write_shard(path: Path, records: list[dict]) -> None:
+    """Write a tar of records to ``path`` atomically (temp file in the same folder, then rename)."""
+    import webdataset as wds
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer = wds.TarWriter(f, encoder=False)
+            for rec in records:
+                writer.write(rec)
+            writer.close()
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; shards are shared data
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_shards(
+    dataset,
+    out_dir: str | os.PathLike,
+    split: str,
+    samples_per_shard: int = 1000,
+    image_format: str = "png",
+    num_samples: int | None = None,
+    description: dict | None = None,
+) -> dict:
+    """Write ``dataset`` (anything with ``load(i)`` and ``len``) as shards; return the manifest.
+
+    Shards already finished (tar + per-shard JSON present) are skipped, so an interrupted run
+    resumes where it stopped. Samples whose ``load`` raises :class:`BadSampleError` are skipped
+    and recorded with their reason.
+
+    Args:
+        dataset: a source data set (``SyntheticLayers``, ``FolderComposites``).
+        out_dir: shard root; shards go to ``out_dir/split``.
+        split: split name, used in file names.
+        samples_per_shard: source indices per shard (a shard holds fewer when samples are bad).
+        image_format: "png" (default) or "npy" for foreground / background.
+        num_samples: how many source indices to write (default: all).
+        description: extra information stored in the manifest (e.g. the command line).
+    """
+    out = Path(out_dir) / split
+    out.mkdir(parents=True, exist_ok=True)
+    total = len(dataset) if num_samples is None else min(int(num_samples), len(dataset))
+    n_shards = (total + samples_per_shard - 1) // samples_per_shard
+    shards = []
+    for s in range(n_shards):
+        name = shard_name(split, s)
+        tar, record_path = out / f"{name}.tar", out / f"{name}.json"
+        if tar.is_file() and record_path.is_file():
+            shards.append(json.loads(record_path.read_text()))
+            log.info("shard %s already written, skipped", name)
+            continue
+        records, sources, skipped = [], {}, []
+        for i in range(s * samples_per_shard, min(total, (s + 1) * samples_per_shard)):
+            try:
+                sample = dataset.load(i)
+            except BadSampleError as e:
+                skipped.append({"index": i, "reason": str(e)})
+                log.warning("skipped sample %d: %s", i, e)
+                continue
+            records.append(encode_sample(sample, i, image_format))
+            sources[sample["key"]] = sample.get("source", "")
+        write_shard(tar, records)
+        record = {"name": f"{name}.tar", "count": len(records), "samples": sources, "skipped": skipped}
+        atomic_write_bytes(record_path, json.dumps(record).encode("utf-8"))
+        shards.append(record)
+        log.info("wrote %s (%d samples, %d skipped)", tar, len(records), len(skipped))
+    manifest = {
+        "format": FORMAT,
+        "split": split,
+        "size": int(getattr(dataset, "size", 0)),
+        "image_format": image_format,
+        "num_samples": sum(r["count"] for r in shards),
+        "num_skipped": sum(len(r["skipped"]) for r in shards),
+        "num_shards": len(shards),
+        "shards": [{"name": r["name"], "count": r["count"]} for r in shards],
+        "samples": {k: v for r in shards for k, v in r["samples"].items()},
+        "skipped": [x for r in shards for x in r["skipped"]],
+        "description": description or {},
+    }
+    atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=1).encode("utf-8"))
+    return manifest
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_manifest(root: str | os.PathLike, split: str) -> dict:
+    path = Path(root) / split / "manifest.json"
+    if not path.is_file():
+        raise DataSourceError(f"{path}: no shard manifest (write shards with data/make_shards.py)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataSourceError(f"{path}: unreadable manifest ({e})") from None
+    if manifest.get("format") != FORMAT:
+        raise DataSourceError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest
+
+
+class ShardDataset(IterableDataset):
+    """Stream samples from the shards of one split, with a shuffle buffer for training.
+
+    Shards are split across nodes and loader workers (have at least ``devices * workers``
+    shards); each worker stops after its share of ``num_samples``. Records that fail to decode
+    are skipped and counted in ``skipped``.
+
+    Args:
+        root: shard root (containing ``{split}/manifest.json``).
+        split: "train", "val" or "test".
+        num_samples: samples per epoch (None = all in the manifest).
+        size: expected image size; a mismatch with the manifest is refused.
+        seed: seed of the shard order and the shuffle buffer (varied by epoch).
+        shuffle_buffer: buffer size; 0 = stream in order. Defaults to 1000 for train, 0 otherwise.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        num_samples: int | None = None,
+        size: int = 512,
+        seed: int = 0,
+        shuffle_buffer: int | None = None,
+    ) -> None:
+        self.root, self.split, self.seed = Path(root), split, int(seed)
+        self.manifest = read_manifest(root, split)
+        if int(self.manifest["size"]) != int(size):
+            raise DataSourceError(
+                f"{self.root / split}: shards hold {self.manifest['size']}px samples but size={size} was asked"
+            )
+        self.urls = [str(self.root / split / s["name"]) for s in self.manifest["shards"] if s["count"] > 0]
+        missing = [u for u in self.urls if not Path(u).is_file()]
+        if missing or not self.urls:
+            raise DataSourceError(
+                f"{self.root / split}: shard files missing ({missing[:1] or 'none listed'})"
+            )
+        available = int(self.manifest["num_samples"])
+        self.num_samples = available if num_samples is None else min(int(num_samples), available)
+        self.shuffle_buffer = (
+            (1000 if split == "train" else 0) if shuffle_buffer is None else int(shuffle_buffer)
+        )
+        self.size, self.epoch = int(size), 0
+        self.skipped: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _my_urls(self) -> tuple[list[str], int]:
+        """Shards of this node and worker, and this worker's sample budget."""
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        info = get_worker_info()
+        wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
+        urls = list(self.urls)
+        if self.shuffle_buffer:
+            np.random.default_rng([self.seed, self.epoch]).shuffle(urls)
+        slot, slots = rank * nworkers + wid, world * nworkers
+        return urls[slot::slots], -(-self.num_samples // slots)
+
+    def _records(self, urls: list[str]) -> Iterator[dict]:
+        import webdataset as wds
+
+        def note(exn: Exception) -> bool:
+            self.skipped[f"{len(self.skipped)}"] = (
+                str(exn).splitlines()[0] if str(exn) else type(exn).__name__
+            )
+            log.warning("skipped a broken shard record: %s", exn)
+            return True
+
+        yield from wds.DataPipeline(
+            wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=note)
+        )  # fmt: skip
+
+    def __iter__(self) -> Iterator[dict]:
+        import random
+
+        urls, budget = self._my_urls()
+        stream = self._records(urls)
+        if self.shuffle_buffer:
+            rng = random.Random(stable_seed("shuffle", self.seed, self.epoch, *urls))
+            stream = _shuffle(stream, self.shuffle_buffer, rng)
+        n = 0
+        for record in stream:
+            if n >= budget:
+                break
+            try:
+                sample = decode_sample(record)
+            except (ImageReadError, KeyError, ValueError) as e:
+                self.skipped[record.get("__url__", "?") + ":" + record.get("__key__", "?")] = str(e)
+                log.warning("skipped shard record %s: %s", record.get("__key__"), e)
+                continue
+            n += 1
+            yield sample
+        self.epoch += 1
+
+
+def _shuffle(stream: Iterator[dict], bufsize: int, rng) -> Iterator[dict]:
+    """Reservoir-style shuffle buffer: fill, then emit a random element for each new one."""
+    buf: list[dict] = []
+    for item in stream:
+        if len(buf) < bufsize:
+            buf.append(item)
+            continue
+        j = rng.randrange(bufsize)
+        buf[j], item = item, buf[j]
+        yield item
+    rng.shuffle(buf)
+    yield from buf
