@@ -1,0 +1,35 @@
+"""Make layers (see configs/infer.yaml for every option). Examples:
+
+    python infer.py                                   # decompose the bundled photo (CPU, no weights)
+    python infer.py image=photo.jpg box=[40,20,300,380] out=layers/photo
+    python infer.py pipeline=paper backend=layeringdiff prompt="A bird flying at sunset over the mountains" foreground_indices=[0,1,2]
+
+Bad input ends with one line on stderr and exit status 1 (no traceback, nothing half-written).
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from layeringdiff.imageio import ImageReadError
+from layeringdiff.pipeline.errors import InputError
+from layeringdiff.tasks.infer import infer
+from layeringdiff.weights import MissingWeightsError
+
+USER_ERRORS = (InputError, ImageReadError, MissingWeightsError, FileExistsError, PermissionError)
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="infer.yaml")
+def main(cfg: DictConfig) -> None:
+    try:
+        result = infer(cfg)
+    except USER_ERRORS as e:
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        sys.exit(1)
+    for path in result["out_dirs"]:
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,394 @@
+"""Stage 2, foreground determination: text -> box -> mask -> trimap -> alpha (Matte-Anything).
+
+Grounding DINO finds the box for the foreground prompt (box and text thresholds 0.25/0.25), SAM
+turns the best box into a mask, the mask becomes a trimap by erosion/dilation (10x10 kernel,
+5 iterations each; unknown = 0.5), a second Grounding DINO query for transparent things turns
+definite-FG pixels inside its boxes into unknown (thresholds 0.5/0.25), and ViTMatte turns the
+trimap into an alpha. A user may enter the chain later with a box, a mask, a trimap or an
+alpha. Without deep-model weights a box is segmented with GrabCut and the trimap is matted
+with closed-form matting (pymatting), so real-image decomposition works on any machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from layeringdiff.compose import TRIMAP_BG, TRIMAP_FG, TRIMAP_UNKNOWN, check_trimap, trimap_from_mask
+from layeringdiff.imageio import tensor_to_pil, tensor_to_uint8
+from layeringdiff.pipeline.errors import InputError, NoForegroundError
+from layeringdiff.weights import resolve_pretrained
+
+log = logging.getLogger(__name__)
+
+TRANSPARENCY_QUERY = "glass.lens.crystal.diamond.bubble.bulb.web.grid"
+
+
+def detection_text(query: str) -> str:
+    """Grounding DINO caption: lower-case phrases joined with ". " and ending in "."
+    ("glass.lens" -> "glass. lens."; "A bird flying" -> "a bird flying.")."""
+    phrases = [p.strip().lower() for p in query.split(".") if p.strip()]
+    if not phrases:
+        raise InputError(f"foreground text {query!r} is empty")
+    return ". ".join(phrases) + "."
+
+
+@dataclass
+class Detections:
+    """Boxes (N, 4) as pixel x0, y0, x1, y1, their scores (N,) sorted best first, and labels."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: list[str]
+    best_score: float = 0.0  # the highest score of any query, kept, or not: for error messages
+
+
+class GroundingDetector:
+    """Grounding DINO (transformers) as a text-prompted box detector."""
+
+    def __init__(self, model, processor, device: str | torch.device = "cpu"):
+        self.model, self.processor, self.device = model.eval(), processor, torch.device(device)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device="cpu", dtype=torch.float32) -> GroundingDetector:
+        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+
+        path = resolve_pretrained(name_or_path, "Grounding DINO")
+        model = GroundingDinoForObjectDetection.from_pretrained(path, dtype=dtype).to(device)
+        return cls(model, AutoProcessor.from_pretrained(path), device)
+
+    @torch.no_grad()
+    def __call__(
+        self, image: torch.Tensor, text: str, box_threshold: float, text_threshold: float
+    ) -> Detections:
+        """Detect ``text`` in ``image`` (3, H, W); keep boxes scoring above ``box_threshold``."""
+        h, w = image.shape[-2:]
+        inputs = self.processor(images=tensor_to_pil(image), text=detection_text(text), return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        outputs = self.model(**inputs)
+        best = float(torch.sigmoid(outputs.logits.float()).max()) if outputs.logits.numel() else 0.0
+        result = self.processor.post_process_grounded_object_detection(
+            outputs,
+            inputs["input_ids"],
+            threshold=box_threshold,
+            text_threshold=text_threshold,
+            target_sizes=[(h, w)],
+        )[0]
+        order = torch.argsort(result["scores"].float().cpu(), descending=True)
+        boxes = result["boxes"].float().cpu()[order]
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+        labels = [result["text_labels"][i] for i in order.tolist()]
+        return Detections(boxes, result["scores"].float().cpu()[order], labels, best)
+
+
+class SamSegmenter:
+    """SAM (transformers) turning a box into a single binary mask."""
+
+    def __init__(self, model, processor, device: str | torch.device = "cpu"):
+        self.model, self.processor, self.device = model.eval(), processor, torch.device(device)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device="cpu", dtype=torch.float32) -> SamSegmenter:
+        from transformers import SamModel, SamProcessor
+
+        path = resolve_pretrained(name_or_path, "SAM")
+        model = SamModel.from_pretrained(path, dtype=dtype).to(device)
+        return cls(model, SamProcessor.from_pretrained(path), device)
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor, box: list[float]) -> torch.Tensor:
+        """Mask (1, H, W) in {0, 1} for ``box`` = [x0, y0, x1, y1] in pixels of ``image`` (3, H, W)."""
+        inputs = self.processor(
+            images=tensor_to_pil(image), input_boxes=[[list(map(float, box))]], return_tensors="pt"
+        )
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        outputs = self.model(**inputs, multimask_output=False)
+        masks = self.processor.post_process_masks(
+            outputs.pred_masks.float().cpu(),
+            inputs["original_sizes"].cpu(),
+            inputs["reshaped_input_sizes"].cpu(),
+        )
+        return masks[0][0, :1].float()
+
+
+class VitMatteMatting:
+    """ViTMatte (transformers): image + trimap -> alpha."""
+
+    def __init__(self, model, processor, device: str | torch.device = "cpu"):
+        self.model, self.processor, self.device = model.eval(), processor, torch.device(device)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device="cpu", dtype=torch.float32) -> VitMatteMatting:
+        from transformers import VitMatteForImageMatting, VitMatteImageProcessor
+
+        path = resolve_pretrained(name_or_path, "ViTMatte")
+        model = VitMatteForImageMatting.from_pretrained(path, dtype=dtype).to(device)
+        return cls(model, VitMatteImageProcessor.from_pretrained(path), device)
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor, trimap: torch.Tensor) -> torch.Tensor:
+        """Alpha (1, H, W) for ``image`` (3, H, W) and ``trimap`` (1, H, W) in {0, 0.5, 1}."""
+        h, w = image.shape[-2:]
+        tri = tensor_to_uint8(trimap)[:, :, 0]
+        tri = np.where(tri == 127, 128, tri).astype(np.uint8)  # 0.5 rounds to 128 or 127
+        from PIL import Image
+
+        inputs = self.processor(
+            images=tensor_to_pil(image), trimaps=Image.fromarray(tri, "L"), return_tensors="pt"
+        )
+        pixel_values = inputs["pixel_values"].to(self.device, self.model.dtype)
+        alphas = self.model(pixel_values=pixel_values).alphas
+        return alphas[0, :, :h, :w].float().cpu().clamp(0, 1)  # the processor pads to a multiple of 32
+
+
+def closed_form_matting(image: torch.Tensor, trimap: torch.Tensor) -> torch.Tensor:
+    """Levin et al. closed-form matting (pymatting) of ``image`` (3, H, W) with ``trimap`` (1, H, W)."""
+    from pymatting import estimate_alpha_cf
+
+    img = image.permute(1, 2, 0).double().cpu().numpy()
+    tri = trimap[0].double().cpu().numpy()
+    if not (tri == TRIMAP_UNKNOWN).any():
+        return (trimap >= TRIMAP_FG).float().cpu()
+    if not (tri == TRIMAP_FG).any() or not (tri == TRIMAP_BG).any():
+        missing = "foreground (1)" if not (tri == TRIMAP_FG).any() else "background (0)"
+        raise InputError(
+            f"the trimap has no definite {missing} pixels, so closed-form matting cannot run; "
+            "give a larger/smaller mask or box, or a trimap"
+        )
+    alpha = estimate_alpha_cf(img, tri)
+    return torch.from_numpy(np.clip(alpha, 0, 1)).float()[None]
+
+
+def grabcut_mask(image: torch.Tensor, box: list[float], iterations: int = 5) -> torch.Tensor:
+    """Segment the object in ``box`` with OpenCV GrabCut (used when no SAM weights are given)."""
+    h, w = image.shape[-2:]
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    mask = np.zeros((h, w), np.uint8)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    bgr = np.ascontiguousarray(tensor_to_uint8(image)[:, :, ::-1])
+    cv2.setRNGSeed(0)
+    cv2.grabCut(bgr, mask, (x0, y0, x1 - x0, y1 - y0), bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
+    fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+    if not fg.any():  # GrabCut gave up: fall back to the box itself
+        fg[y0:y1, x0:x1] = True
+    return torch.from_numpy(fg.astype(np.float32))[None]
+
+
+def apply_transparency_boxes(trimap: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Inside each box (pixel x0, y0, x1, y1), definite-FG trimap pixels (1) become unknown (0.5)."""
+    out = trimap.clone()
+    h, w = out.shape[-2:]
+    for x0, y0, x1, y1 in boxes.tolist():
+        c0, r0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+        c1, r1 = min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
+        region = out[..., r0:r1, c0:c1]
+        region[region == TRIMAP_FG] = TRIMAP_UNKNOWN
+    return out
+
+
+def check_box(box, height: int, width: int) -> list[float]:
+    """Validate a user box [x0, y0, x1, y1] in pixels."""
+    try:
+        vals = [float(v) for v in box]
+    except (TypeError, ValueError):
+        raise InputError(f"box must be four numbers [x0,y0,x1,y1], got {box!r}") from None
+    if len(vals) != 4:
+        raise InputError(f"box must be four numbers [x0,y0,x1,y1], got {len(vals)}")
+    x0, y0, x1, y1 = vals
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise InputError(f"box {vals} is empty or outside the {width}x{height} image")
+    return vals
+
+
+def check_alpha(alpha: torch.Tensor, source: str) -> None:
+    """An alpha that is all 0 (no foreground) or all 1 (no background) cannot be layered."""
+    if float(alpha.max()) < 1.0 / 255.0:
+        raise InputError(f"{source}: the alpha is all 0, there is no foreground to separate")
+    if float(alpha.min()) > 1.0 - 1.0 / 255.0:
+        raise InputError(f"{source}: the alpha is all 1, the foreground covers the whole image")
+
+
+@dataclass
+class ForegroundSpec:
+    """How one foreground is given: exactly one of ``text``, ``box``, ``mask``, ``trimap``, ``alpha``.
+
+    ``mask``/``trimap``/``alpha`` are (1, H, W) tensors in [0, 1] of the image's size.
+    """
+
+    text: str | None = None
+    box: list[float] | None = None
+    mask: torch.Tensor | None = None
+    trimap: torch.Tensor | None = None
+    alpha: torch.Tensor | None = None
+
+    def kind(self) -> str:
+        given = [k for k in ("text", "box", "mask", "trimap", "alpha") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise InputError(
+                f"give exactly one of text, box, mask, trimap, alpha for a foreground (got {given or 'none'})"
+            )
+        return given[0]
+
+
+@dataclass
+class ForegroundResult:
+    """Alpha (1, H, W) and the intermediate products of foreground determination."""
+
+    alpha: torch.Tensor
+    trimap: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    box: list[float] | None = None
+    score: float | None = None
+    transparent_boxes: list[list[float]] = field(default_factory=list)
+    matting: str = ""
+
+
+class ForegroundDetermination:
+    """The foreground determination stage; every deep component is optional.
+
+    Args:
+        detector: Grounding DINO, needed for a text foreground; also runs the transparency query.
+        segmenter: SAM; without it a box is segmented with GrabCut.
+        matting: ViTMatte; without it the trimap is matted with closed-form matting.
+        box_threshold, text_threshold: foreground query thresholds (0.25 / 0.25).
+        transparency_query, transparency_box_threshold, transparency_text_threshold: the second
+            query (0.5 / 0.25); ``transparency_query=None`` turns the rule off.
+        kernel_size, erode_iterations, dilate_iterations: trimap from mask (10, 5, 5).
+    """
+
+    def __init__(
+        self,
+        detector: GroundingDetector | None = None,
+        segmenter: SamSegmenter | None = None,
+        matting: VitMatteMatting | None = None,
+        box_threshold: float = 0.25,
+        text_threshold: float = 0.25,
+        transparency_query: str | None = TRANSPARENCY_QUERY,
+        transparency_box_threshold: float = 0.5,
+        transparency_text_threshold: float = 0.25,
+        kernel_size: int = 10,
+        erode_iterations: int = 5,
+        dilate_iterations: int = 5,
+    ):
+        self.detector, self.segmenter, self.matting = detector, segmenter, matting
+        self.box_threshold, self.text_threshold = box_threshold, text_threshold
+        self.transparency_query = transparency_query
+        self.transparency_box_threshold = transparency_box_threshold
+        self.transparency_text_threshold = transparency_text_threshold
+        self.kernel_size, self.erode_iterations, self.dilate_iterations = (
+            kernel_size,
+            erode_iterations,
+            dilate_iterations,
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        grounding_dino: str | None = None,
+        sam: str | None = None,
+        vitmatte: str | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        **kwargs,
+    ) -> ForegroundDetermination:
+        """Load the components named by local folders / cached HF ids; ``None`` leaves one out."""
+        return cls(
+            detector=GroundingDetector.from_pretrained(grounding_dino, device, dtype)
+            if grounding_dino
+            else None,
+            segmenter=SamSegmenter.from_pretrained(sam, device, dtype) if sam else None,
+            matting=VitMatteMatting.from_pretrained(vitmatte, device, dtype) if vitmatte else None,
+            **kwargs,
+        )
+
+    def detect_box(self, image: torch.Tensor, text: str) -> tuple[list[float], float]:
+        """Best Grounding DINO box for ``text``; :class:`NoForegroundError` when none passes."""
+        if self.detector is None:
+            raise InputError(
+                f"foreground text {text!r} needs Grounding DINO weights (pipeline.foreground.grounding_dino); "
+                "without them give box=[x0,y0,x1,y1], mask=, trimap= or alpha="
+            )
+        dets = self.detector(image, text, self.box_threshold, self.text_threshold)
+        if len(dets.scores) == 0:
+            raise NoForegroundError(
+                f"no foreground found for {text!r}: best box score {dets.best_score:.3f} < threshold "
+                f"{self.box_threshold}; give a box instead, e.g. box=[x0,y0,x1,y1]"
+            )
+        return [float(v) for v in dets.boxes[0]], float(dets.scores[0])
+
+    def trimap_from_mask(
+        self, image: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, list[list[float]]]:
+        """Erode/dilate the mask into a trimap, then apply the transparency query (when a detector is loaded)."""
+        trimap = trimap_from_mask(mask, self.kernel_size, self.erode_iterations, self.dilate_iterations)
+        boxes: list[list[float]] = []
+        if self.detector is not None and self.transparency_query:
+            dets = self.detector(
+                image,
+                self.transparency_query,
+                self.transparency_box_threshold,
+                self.transparency_text_threshold,
+            )
+            if len(dets.scores):
+                trimap = apply_transparency_boxes(trimap, dets.boxes)
+                boxes = dets.boxes.tolist()
+        return trimap, boxes
+
+    def matte(self, image: torch.Tensor, trimap: torch.Tensor) -> tuple[torch.Tensor, str]:
+        if self.matting is not None:
+            return self.matting(image, trimap), "vitmatte"
+        return closed_form_matting(image, trimap), "closed_form"
+
+    def __call__(self, image: torch.Tensor, spec: ForegroundSpec) -> ForegroundResult:
+        """Determine the alpha of one foreground of ``image`` (3, H, W)."""
+        kind = spec.kind()
+        h, w = image.shape[-2:]
+        for name in ("mask", "trimap", "alpha"):
+            given = getattr(spec, name)
+            if given is not None and tuple(given.shape[-2:]) != (h, w):
+                raise InputError(f"{name} is {given.shape[-1]}x{given.shape[-2]} but the image is {w}x{h}")
+        if kind == "alpha":
+            alpha = spec.alpha.reshape(1, h, w).float().clamp(0, 1)
+            check_alpha(alpha, "alpha")
+            return ForegroundResult(alpha=alpha, matting="given")
+        result = ForegroundResult(alpha=torch.empty(0))
+        if kind == "trimap":
+            trimap = spec.trimap.reshape(1, h, w).float()
+            trimap = torch.where(
+                trimap < 0.25, 0.0, torch.where(trimap > 0.75, 1.0, 0.5)
+            )  # snap 8-bit values
+            check_trimap(trimap)
+        else:
+            mask = spec.mask
+            if kind in ("text", "box"):
+                if kind == "text":
+                    result.box, result.score = self.detect_box(image, spec.text)
+                else:
+                    result.box = check_box(spec.box, h, w)
+                mask = (
+                    self.segmenter(image, result.box) if self.segmenter else grabcut_mask(image, result.box)
+                )
+            mask = (mask.reshape(1, h, w) > 0.5).float()
+            if not mask.any():
+                raise InputError(f"{kind}: the foreground mask is empty")
+            result.mask = mask
+            trimap, result.transparent_boxes = self.trimap_from_mask(image, mask)
+        result.trimap = trimap
+        result.alpha, result.matting = self.matte(image, trimap)
+        check_alpha(result.alpha, f"{kind} foreground ({result.matting} matting)")
+        return result
+
+
+def sample_dir() -> Path:
+    """The bundled sample photographs (``data/samples`` of the repository)."""
+    return Path(__file__).resolve().parents[2] / "data" / "samples"
