@@ -109,19 +109,93 @@ def image_features(
     extractor: torch.nn.Module,
     matte: Sequence[int] = (255, 255, 255),
     batch_size: int = 32,
+    skipped: list | None = None,
 ) -> np.ndarray:
-    """Features (N, D) of images (PIL or paths) through matte compositing, clean resize and ``extractor``."""
-    from layeringdiff.imageio import open_image
+    """Features (N, D) of images (PIL or paths) through matte compositing, clean resize and ``extractor``.
+
+    Args:
+        images: PIL images or image files.
+        extractor: module mapping float (B, 3, 299, 299) in 0..255 to (B, D).
+        matte: RGB colour that transparent pixels are composited over.
+        batch_size: images per forward.
+        skipped: when given, unreadable files are appended here and left out instead of raising.
+    """
+    from layeringdiff.imageio import ImageReadError, open_image
 
     size = getattr(extractor, "input_size", 299)
     feats = []
     for i in range(0, len(images), batch_size):
         batch = []
         for item in images[i : i + batch_size]:
-            img = item if isinstance(item, Image.Image) else open_image(item)
+            try:
+                img = item if isinstance(item, Image.Image) else open_image(item)
+            except (ImageReadError, OSError):
+                if skipped is None:
+                    raise
+                skipped.append(item)
+                continue
             batch.append(clean_resize(over_matte(img, matte), size))
+        if not batch:
+            continue
         with torch.inference_mode():
             feats.append(extractor(torch.stack(batch)).double().cpu().numpy())
     if not feats:
         raise ValueError("no images to compute features of")
     return np.concatenate(feats)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def reference_features(
+    folder: str | Path,
+    extractor: torch.nn.Module,
+    cache_dir: str | Path,
+    matte: Sequence[int] = (255, 255, 255),
+    num: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Features of a reference image folder (e.g. MAGICK or COCO val), computed once and cached.
+
+    The cache file in ``cache_dir`` is keyed by the extractor, the matte colour, the subset and
+    the folder's file list (relative names and sizes), so a changed folder is recomputed.
+
+    Args:
+        folder: images, searched recursively.
+        extractor: the feature network (its ``name`` attribute enters the cache key).
+        cache_dir: where ``<folder name>-<hash>.npy`` files are kept (never inside site-packages).
+        matte: matte colour for RGBA references (MAGICK foregrounds).
+        num: use a fixed random subset of this many files (seeded), ``None`` for all.
+        seed: seed of that subset.
+    """
+    import hashlib
+    import io
+    import logging
+    import random
+
+    from layeringdiff.imageio import atomic_write_bytes
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"reference set: no folder at {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if num is not None and num < len(files):
+        files = sorted(random.Random(seed).sample(files, num))
+    if len(files) < 2:
+        raise FileNotFoundError(f"reference set {folder}: needs at least 2 images, found {len(files)}")
+    h = hashlib.sha1(f"{getattr(extractor, 'name', type(extractor).__name__)}|{tuple(matte)}".encode())
+    for p in files:
+        h.update(f"{p.relative_to(folder)}|{p.stat().st_size}\n".encode())
+    cache = Path(cache_dir) / f"{folder.name}-{h.hexdigest()[:16]}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    skipped: list = []
+    feats = image_features(files, extractor, matte, skipped=skipped)
+    if skipped:
+        logging.getLogger(__name__).warning(
+            "reference set %s: %d unreadable image(s) skipped", folder, len(skipped)
+        )
+    buf = io.BytesIO()
+    np.save(buf, feats)
+    atomic_write_bytes(cache, buf.getvalue())
+    return feats

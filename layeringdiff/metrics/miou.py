@@ -43,3 +43,45 @@ def layer_iou(
 ) -> float | None:
     """FG-MIoU term of one layer: ``mask_iou(segment(layer, prompt), alpha > threshold)``."""
     return mask_iou(segment(layer, prompt), np.asarray(alpha) > threshold)
+
+
+class GroundedSam:
+    """Grounding DINO box -> SAM mask, from the inference pipeline's own detector and segmenter.
+
+    Args:
+        detector: ``layeringdiff.pipeline.foreground.GroundingDetector``.
+        sam: ``layeringdiff.pipeline.foreground.SamSegmenter``.
+        box_threshold, text_threshold: Grounding DINO thresholds (0.25 / 0.25, as for the foreground).
+    """
+
+    def __init__(self, detector, sam, box_threshold: float = 0.25, text_threshold: float = 0.25) -> None:
+        self.detector, self.sam = detector, sam
+        self.box_threshold, self.text_threshold = box_threshold, text_threshold
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        grounding_dino: str,
+        sam: str,
+        device: str = "cpu",
+        box_threshold: float = 0.25,
+        text_threshold: float = 0.25,
+    ) -> GroundedSam:
+        """Load both models from local folders / cached HF ids (``layeringdiff.weights``)."""
+        from layeringdiff.pipeline.foreground import GroundingDetector, SamSegmenter
+
+        return cls(
+            GroundingDetector.from_pretrained(grounding_dino, device=device),
+            SamSegmenter.from_pretrained(sam, device=device),
+            box_threshold,
+            text_threshold,
+        )
+
+    def __call__(self, image: Image.Image, prompt: str) -> np.ndarray | None:
+        from layeringdiff.imageio import pil_to_tensor
+
+        x = pil_to_tensor(image.convert("RGB"))
+        found = self.detector(x, prompt, self.box_threshold, self.text_threshold)
+        if len(found.boxes) == 0:
+            return None
+        return self.sam(x, found.boxes[0].tolist())[0].numpy() > 0.5

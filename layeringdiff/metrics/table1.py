@@ -1,0 +1,169 @@
+"""Table 1: foreground, background and composite quality of each method's output folders.
+
+Per layer (FG = foreground composited over the matte colour, BG, composite): FID and KID x1e3
+against a reference set (MAGICK for FG, COCO for BG and composite), CLIP score against the
+layer's prompt (FG prompt, background prompt, full prompt), and FG-MIoU for FG and BG
+(:mod:`layeringdiff.metrics.miou`). Per-sample features and scores are kept (JSONL + one
+``.npz`` per sample) so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from layeringdiff.imageio import ImageReadError, atomic_write_bytes
+from layeringdiff.metrics import extractors
+from layeringdiff.metrics.fid import (
+    frechet_distance,
+    image_features,
+    kernel_inception_distance,
+    over_matte,
+    reference_features,
+)
+from layeringdiff.metrics.miou import layer_iou
+from layeringdiff.metrics.outputs import SampleFolder, list_samples
+from layeringdiff.metrics.records import ResultLog
+from layeringdiff.metrics.report import write_tables
+from layeringdiff.metrics.report_wandb import log_results
+
+log = logging.getLogger(__name__)
+
+LAYERS = {"fg": "foreground", "bg": "background", "comp": "composite"}
+COLUMNS = [("method", "Method")]
+for _short, _label in (("fg", "FG"), ("bg", "BG"), ("comp", "Composite")):
+    COLUMNS += [(f"{_short}_fid", f"{_label} FID↓"), (f"{_short}_kid", f"{_label} KID↓ (x1e3)")]
+    COLUMNS += [(f"{_short}_clip", f"{_label} CLIP↑")]
+    if _short != "comp":
+        COLUMNS += [(f"{_short}_miou", f"{_label} FG-MIoU{'↑' if _short == 'fg' else '↓'}")]
+
+
+def load_prompts(path: str | None) -> dict[str, dict]:
+    """``{id: record}`` from a prompt JSONL file (see data/prompts/README.md); ``{}`` without one."""
+    if not path:
+        return {}
+    records = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+                records[rec["id"]] = rec
+            except (json.JSONDecodeError, KeyError):
+                raise ValueError(f"{path}:{n}: not a prompt record with an 'id'") from None
+    return records
+
+
+def sample_prompts(sample: SampleFolder, prompts: dict[str, dict]) -> dict[str, str]:
+    """The prompts of one output folder: meta.json first, then the prompt file by folder name."""
+    meta, rec = sample.meta(), prompts.get(sample.key, {})
+    prompt = meta.get("prompt") or rec.get("prompt") or ""
+    fg = meta.get("foreground_prompt") or meta.get("fg_prompt") or rec.get("fg_prompt") or ""
+    bg = meta.get("background_prompt") or meta.get("bg_prompt") or rec.get("bg_prompt") or ""
+    return {"comp": prompt, "fg": fg, "bg": bg}
+
+
+def _layer_images(sample: SampleFolder, matte) -> dict:
+    from PIL import Image
+
+    fg = Image.fromarray(over_matte(sample.image("foreground"), matte))
+    return {
+        "fg": fg,
+        "bg": sample.image("background").convert("RGB"),
+        "comp": sample.image("composite").convert("RGB"),
+    }
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def run(cfg: DictConfig) -> dict:
+    """Score every folder in ``cfg.eval.methods``; write ``table1.*`` into the run folder."""
+    from hydra.utils import instantiate
+
+    ev, out = cfg.eval, Path(cfg.paths.output_dir)
+    methods = dict(ev.methods or {})
+    if not methods:
+        raise ValueError("eval=table1: give at least one output folder, e.g. eval.methods.ours=DIR")
+    listing = {name: list_samples(folder) for name, folder in methods.items()}
+    matte = tuple(cfg.metrics.matte)
+    refs = {k: ev.reference.get(k) for k in LAYERS}
+    for k, folder in refs.items():  # fail before any work on a missing reference folder
+        if folder and not Path(folder).is_dir():
+            raise FileNotFoundError(f"eval.reference.{k}: no folder at {folder}")
+    inception = extractors.inception(cfg) if any(refs.values()) else None
+    clip = extractors.clip(cfg) if ev.get("clip", True) else None
+    segment = instantiate(ev.segmenter) if ev.get("segmenter") else None
+    prompts = load_prompts(ev.get("prompts"))
+    records = ResultLog(out / "table1_samples.jsonl")
+    feat_dir = out / "table1_features"
+    for name, samples in listing.items():
+        bad = 0
+        for s in tqdm(samples, desc=f"table1 {name}", disable=not ev.get("progress", True)):
+            if records.done(name, s.key):
+                continue
+            try:
+                images, alpha, texts = _layer_images(s, matte), s.alpha(), sample_prompts(s, prompts)
+            except (ImageReadError, OSError, ValueError) as e:
+                log.warning("table1: skipping %s (%s)", s.path, e)
+                bad += 1
+                continue
+            values = {}
+            if inception is not None:
+                feats = {k: image_features([images[k]], inception)[0] for k in LAYERS}
+                _save_npz(feat_dir / name / f"{s.key}.npz", **feats)
+            if clip is not None:
+                for k in LAYERS:
+                    values[f"{k}_clip"] = float(clip.score([images[k]], [texts[k]])[0]) if texts[k] else None
+            if segment is not None and texts["fg"]:
+                values["fg_miou"] = layer_iou(segment, images["fg"], texts["fg"], alpha)
+                values["bg_miou"] = layer_iou(segment, images["bg"], texts["fg"], alpha)
+            records.append(name, s.key, **values)
+        if bad:
+            log.warning("table1: %s: %d unreadable sample folder(s) skipped", name, bad)
+
+    ref_feats = {}
+    for k, folder in refs.items():
+        if folder:
+            ref_feats[k] = reference_features(
+                folder, inception, ev.reference.cache_dir, matte, ev.reference.get("num"), int(cfg.seed)
+            )
+    rows = []
+    for name in methods:
+        recs = list(records.of(name))
+        row: dict = {"method": name, "count": len(recs)}
+        for k in LAYERS:
+            if k in ref_feats:
+                feats = np.stack([np.load(feat_dir / name / f"{r['key']}.npz")[k] for r in recs])
+                row[f"{k}_fid"] = frechet_distance(feats, ref_feats[k])
+                row[f"{k}_kid"] = kernel_inception_distance(
+                    feats,
+                    ref_feats[k],
+                    seed=int(cfg.seed),
+                    num_subsets=int(ev.kid_subsets),
+                    max_subset_size=int(ev.kid_subset_size),
+                )
+            for metric, scale in (("clip", 1.0), ("miou", 100.0)):
+                vals = [r[f"{k}_{metric}"] for r in recs if r.get(f"{k}_{metric}") is not None]
+                if vals:
+                    row[f"{k}_{metric}"] = scale * float(np.mean(vals))
+        rows.append(row)
+    notes = (
+        "FID/KID x1e3 (clean-fid, clean resize) vs "
+        + ", ".join(f"{k}: {Path(v).name}" for k, v in refs.items() if v)
+        + f"; FG over matte {list(matte)}. CLIP = 100*max(cos,0), open_clip. FG-MIoU x100: Grounding DINO box for the "
+        "FG prompt -> SAM mask -> IoU with alpha > 0.5 (FG: higher is better; BG: lower is better)."
+    )
+    write_tables(
+        rows, out, "table1", COLUMNS, "Table 1: foreground, background and composite quality", notes=notes
+    )
+    log_results(cfg, "table1", rows)
+    return {f"{r['method']}/{c}": r[c] for r in rows for c, _ in COLUMNS[1:] if c in r}

@@ -1,0 +1,87 @@
+"""Tables 1 and 2 and the comparison on constructed output folders, with tiny extractors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_eval_table4 import compose_eval
+
+from layeringdiff.tasks.evaluate import evaluate
+
+
+def write_outputs(root: Path, n: int, seed: int, size: int = 32) -> Path:
+    """DESIGN.md output folders with a square foreground at a known place."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        d = root / f"p{i:04d}"
+        d.mkdir(parents=True)
+        alpha = np.zeros((size, size), np.uint8)
+        alpha[4 + i : 12 + i, 8:24] = 255  # 8 x 16
+        fg = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        bg = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        a = alpha[..., None] / 255.0
+        comp = np.rint(fg * a + bg * (1 - a)).astype(np.uint8)
+        Image.fromarray(np.dstack([fg, alpha]), "RGBA").save(d / "foreground.png")
+        Image.fromarray(bg).save(d / "background.png")
+        Image.fromarray(comp).save(d / "composite.png")
+        Image.fromarray(alpha, "L").save(d / "alpha.png")
+        meta = {
+            "prompt": "a red cube on a table",
+            "foreground_prompt": "a red cube",
+            "background_prompt": "a table",
+        }
+        (d / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_table2_values_and_files(tmp_path):
+    ours = write_outputs(tmp_path / "ours", 3, 0)
+    cfg = compose_eval(tmp_path / "run", [f"+eval.methods.ours={ours}", "eval=table2"])
+    result = evaluate(cfg)
+    assert result["ours/occupancy"] == pytest.approx(100 * 128 / 1024)
+    assert result["ours/longest_span"] == pytest.approx(50.0)
+    assert result["ours/vertical_center"] == pytest.approx(
+        100 * (8.5 + 0.5) / 32
+    )  # rows 4+i..11+i: mean 7.5+i, i=0..2
+    rows = json.loads((tmp_path / "run" / "table2.json").read_text())["rows"]
+    assert rows[0]["vertical_center_std"] == pytest.approx(100 * np.std([0, 1, 2]) / 32)
+    assert (tmp_path / "run" / "table2_histograms.png").is_file()
+    assert "±" in (tmp_path / "run" / "table2.md").read_text()
+
+
+def test_table1_tiny_extractors_and_compare(tmp_path):
+    ours = write_outputs(tmp_path / "ours", 4, 0)
+    other = write_outputs(tmp_path / "other", 4, 1)
+    ref = write_outputs(tmp_path / "ref", 6, 2)
+    overrides = [
+        "eval=table1",
+        f"+eval.methods.ours={ours}",
+        f"+eval.methods.other={other}",
+        f"eval.reference.fg={ref}",
+        f"eval.reference.bg={ref}",
+        "eval.segmenter=null",
+        "eval.prompts=null",
+        "eval.kid_subsets=5",
+        "metrics.build_tiny=true",
+    ]
+    cfg = compose_eval(tmp_path / "run1", overrides)
+    r1 = evaluate(cfg)
+    for k in ("fg_fid", "fg_kid", "bg_fid", "comp_fid", "fg_clip", "bg_clip", "comp_clip"):
+        assert np.isfinite(r1[f"ours/{k}"]), k
+    assert 0 <= r1["ours/fg_clip"] <= 100
+    cache = list((tmp_path / "run1" / "cache" / "fid_reference").glob("*.npy"))
+    assert len(cache) == 1  # fg, bg and composite use the same folder here: features computed once
+    # a second run in the same folder resumes (nothing recomputed) and gives the identical table
+    first = (tmp_path / "run1" / "table1.csv").read_text()
+    evaluate(cfg)
+    assert (tmp_path / "run1" / "table1.csv").read_text() == first
+
+    cfg2 = compose_eval(
+        tmp_path / "cmp",
+        ["eval=compare", f"eval.runs=[{tmp_path / 'run1'},{tmp_path / 'run1'}]", "eval.table=table1"],
+    )
+    evaluate(cfg2)
+    md = (tmp_path / "cmp" / "compare_table1.md").read_text()
+    assert md.count("| run1") == 4  # 2 runs x 2 methods
