@@ -63,7 +63,8 @@ def sample_prompts(sample: SampleFolder, prompts: dict[str, dict]) -> dict[str, 
     """The prompts of one output folder: meta.json first, then the prompt file by folder name."""
     meta, rec = sample.meta(), prompts.get(sample.key, {})
     prompt = meta.get("prompt") or rec.get("prompt") or ""
-    fg = meta.get("foreground_prompt") or meta.get("fg_prompt") or rec.get("fg_prompt") or ""
+    fg_list = meta.get("foreground_prompts") or [None]  # the pipeline's meta.json: one per layer
+    fg = fg_list[0] or meta.get("foreground_prompt") or meta.get("fg_prompt") or rec.get("fg_prompt") or ""
     bg = meta.get("background_prompt") or meta.get("bg_prompt") or rec.get("bg_prompt") or ""
     return {"comp": prompt, "fg": fg, "bg": bg}
 

@@ -1,0 +1,177 @@
+"""Write the evaluation prompt sets (data/prompts/) deterministically from templates and vocabularies.
+
+    python data/make_prompts.py                  # rewrites data/prompts/prompts572.jsonl and quick16.jsonl
+    python data/make_prompts.py --check          # exit 1 if the files differ from what this script writes
+
+Each line is one triplet: the composite prompt T, the foreground prompt T_F (the words of T at
+``foreground_indices``, a leading run of words), and a background-only prompt, e.g.
+``{"id": "p0000", "prompt": "A small red fox sitting on the left of a snowy pine forest at dawn",
+"foreground_indices": [0, 1, 2, 3, 4], "fg_prompt": "A small red fox sitting",
+"bg_prompt": "a snowy pine forest at dawn", "category": "animal", "scale": "small",
+"position": "left", "seed": 1234}``. The file is also a batch file for ``infer.py prompts=FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import random
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "prompts"
+NUM_PROMPTS, NUM_QUICK, SEED = 572, 16, 0
+
+# subject phrases (without article/scale) and the actions that suit them, per category
+SUBJECTS = {
+    "animal": [
+        ("red fox", ["sitting", "running", "sleeping"]),
+        ("golden retriever", ["sitting", "jumping", "lying"]),
+        ("white horse", ["standing", "galloping"]),
+        ("tabby cat", ["sitting", "stretching", "sleeping"]),
+        ("brown owl", ["perching", "flying"]),
+        ("bird", ["flying", "perching"]),
+        ("elephant", ["walking", "standing"]),
+        ("green frog", ["sitting", "jumping"]),
+        ("panda", ["eating", "sitting"]),
+        ("butterfly", ["flying", "resting"]),
+    ],
+    "person": [
+        ("young woman", ["walking", "standing", "smiling"]),
+        ("old man", ["reading", "sitting", "walking"]),
+        ("child", ["playing", "running", "laughing"]),
+        ("dancer", ["dancing", "leaping"]),
+        ("astronaut", ["floating", "standing", "walking"]),
+        ("chef", ["cooking", "standing"]),
+        ("skateboarder", ["jumping", "riding"]),
+        ("violinist", ["playing", "standing"]),
+    ],
+    "object": [
+        ("vintage red car", ["parked", "driving"]),
+        ("wooden chair", ["standing", "placed"]),
+        ("teddy bear", ["sitting", "lying"]),
+        ("bicycle", ["leaning", "parked"]),
+        ("potted cactus", ["standing", "placed"]),
+        ("hot air balloon", ["floating", "rising"]),
+        ("leather backpack", ["lying", "placed"]),
+        ("sailboat", ["floating", "sailing"]),
+        ("robot", ["standing", "walking"]),
+    ],
+    "transparent": [
+        ("glass of water", ["standing", "placed"]),
+        ("crystal vase", ["standing", "placed"]),
+        ("soap bubble", ["floating", "drifting"]),
+        ("light bulb", ["glowing", "hanging"]),
+        ("wine glass", ["standing", "placed"]),
+        ("glass bottle", ["standing", "lying"]),
+        ("jellyfish", ["floating", "drifting"]),
+        ("diamond ring", ["lying", "sparkling"]),
+    ],
+}
+SCALES = {"small": ["A small", "A tiny"], "medium": ["A"], "large": ["A large", "A huge"]}
+POSITIONS = {
+    "left": "on the left of",
+    "right": "on the right of",
+    "center": "in the middle of",
+    "top": "at the top of",
+    "bottom": "at the bottom of",
+    "front": "in front of",
+}
+SCENES = [
+    "a snowy pine forest at dawn",
+    "a sunny beach with palm trees",
+    "a busy city street at night",
+    "a quiet library with wooden shelves",
+    "the mountains at sunset",
+    "a green meadow with wildflowers",
+    "a modern kitchen with marble counters",
+    "a misty lake in autumn",
+    "a desert with red sand dunes",
+    "a cozy living room by the fireplace",
+    "an underwater coral reef",
+    "a rainy park with benches",
+    "a field of sunflowers under a blue sky",
+    "a neon-lit alley in the rain",
+    "a stone castle courtyard",
+    "a wooden pier on a calm sea",
+]
+
+
+def triplet(
+    category: str, subject: str, action: str, scale: str, article: str, position: str, scene: str
+) -> dict:
+    if article == "A" and subject[0] in "aeiou":
+        article = "An"
+    fg = f"{article} {subject} {action}"
+    prompt = f"{fg} {POSITIONS[position]} {scene}"
+    n_fg = len(fg.split())
+    return {
+        "prompt": prompt,
+        "foreground_indices": list(range(n_fg)),
+        "fg_prompt": fg,
+        "bg_prompt": scene,
+        "category": category,
+        "scale": scale,
+        "position": position,
+    }
+
+
+def make_prompts(num: int = NUM_PROMPTS, seed: int = SEED) -> list[dict]:
+    """``num`` distinct triplets, balanced over categories, deterministic for ``seed``."""
+    rng = random.Random(seed)
+    per_category = {}
+    for category, subjects in SUBJECTS.items():
+        combos = [
+            (category, s, a, scale, art, pos, scene)
+            for (s, actions) in subjects
+            for a in actions
+            for scale, arts in SCALES.items()
+            for art in arts[:1]
+            for pos in POSITIONS
+            for scene in SCENES
+        ]
+        rng.shuffle(combos)
+        per_category[category] = combos
+    # round-robin over categories so every prefix (and the quick split) is balanced
+    chosen = [c for group in itertools.zip_longest(*per_category.values()) for c in group if c][:num]
+    out = []
+    for i, combo in enumerate(chosen):
+        category, subject, action, scale, _, position, scene = combo
+        article = rng.choice(SCALES[scale])
+        rec = {"id": f"p{i:04d}", **triplet(category, subject, action, scale, article, position, scene)}
+        rec["seed"] = int(hashlib.sha1(rec["id"].encode()).hexdigest()[:8], 16) % 2**31
+        out.append(rec)
+    return out
+
+
+def render(records: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--check", action="store_true", help="only compare with the files on disk")
+    args = parser.parse_args(argv)
+    records = make_prompts()
+    files = {"prompts572.jsonl": render(records), "quick16.jsonl": render(records[:NUM_QUICK])}
+    status = 0
+    for name, text in files.items():
+        path = args.out / name
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                print(f"{path} is out of date: run python data/make_prompts.py", file=sys.stderr)
+                status = 1
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+            print(f"wrote {path} ({text.count(chr(10))} prompts)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
