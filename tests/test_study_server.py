@@ -104,6 +104,10 @@ def test_order_is_seeded_per_participant_and_stable(settings, tmp_path):
     assert [again.order(tok) for tok in t] == orders
     page = app.test_client().get(f"/p/{t[1]}/2").get_data(as_text=True)
     assert f'name="item" value="{orders[1][1]}"' in page
+    few = create_app({**settings, "items_per_participant": 2}).extensions["study"]
+    assert [few.order(tok) for tok in t] == [o[:2] for o in orders]
+    with pytest.raises(ValueError, match="not assigned to this participant"):
+        few.rate(t[0], [(orders[0][2], "foreground", "image_quality", 3)])
     reseeded = create_app({**settings, "seed": 1, "db": str(tmp_path / "other.db")}).extensions["study"]
     assert [reseeded.order(tok) for tok in t] != orders
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hmac
 import io
+import logging
 
 from flask import (
     Blueprint,
@@ -29,6 +30,7 @@ from flask import (
 from layeringdiff.study import CRITERIA, LAYERS, SCORES
 from layeringdiff.study.app import RatingError, Study
 
+log = logging.getLogger(__name__)
 bp = Blueprint("study", __name__, static_folder="static", static_url_path="/static")
 
 LAYER_TITLES = {"foreground": "Foreground", "background": "Background", "composite": "Composite"}
@@ -98,6 +100,7 @@ def start(token: str):
         token=token,
         total=len(answers),
         done=done,
+        started=any(answers.values()),
         next_pos=_next_position(s, token),
     )
 
@@ -196,7 +199,12 @@ def image(item_id: str, layer: str):
     s = study()
     if item_id not in s.catalog.items or layer not in LAYERS:
         abort(404)
-    resp = Response(s.image(item_id, layer), mimetype="image/png")
+    try:
+        data = s.image(item_id, layer)
+    except ValueError as e:  # ImageReadError names the file, whose path may name the method: log it only
+        log.error("item %s, %s: %s", item_id, layer, e)
+        return Response("image unavailable", 500, mimetype="text/plain")
+    resp = Response(data, mimetype="image/png")
     resp.headers["Cache-Control"] = "private, max-age=86400"
     return resp
 
