@@ -1,0 +1,227 @@
+"""``HFAModule``: trains FAN (foreground) or BAN (background) on FBDD outputs (docs/hfa.md).
+
+Losses (after the copy-through, so the loss sees exactly what inference returns):
+FAN ``MSE(F, F_gt)``; BAN ``MSE(B, B_gt) + haar_weight * haar_highfreq_loss(B, B_hat)``.
+The FBDD layer comes from the sidecars ``fbdd_foreground`` / ``fbdd_background``
+(``input_mode="sidecar"``, the paper's setting, written by data/cache_fbdd_outputs.py) or is made
+on the fly from the ground truth by :func:`~layeringdiff.models.hfa.degrade_like_fbdd`
+(``input_mode="degrade"``, a development aid only).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+
+from layeringdiff.data.splits import stable_seed
+from layeringdiff.models.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, normalize_layer
+from layeringdiff.models.losses import haar_highfreq_loss
+
+log = logging.getLogger(__name__)
+
+INPUT_MODES = ("sidecar", "degrade")
+# Validation metrics per region: "" = whole image; BAN also visible (alpha == 0) / occluded (alpha > 0).
+REGIONS = {"foreground": ("",), "background": ("", "_visible", "_occluded")}
+
+
+class HFAModule(pl.LightningModule):
+    """Lightning wrapper of one HFA network.
+
+    Args:
+        net: the :class:`HFANet` to train (its ``config.layer`` must match ``layer``).
+        layer: "foreground"/"fan" or "background"/"ban".
+        optimizer: partial optimizer, called with the parameters.
+        lr_scheduler: optional partial LR scheduler (stepped every step).
+        haar_weight: lambda of the BAN loss (0.2 in the paper); unused for FAN.
+        haar_levels: Haar scales of L_H (3 in the paper).
+        input_mode: "sidecar" (FBDD outputs cached beside the data) or "degrade" (synthesised).
+        degrade_seed: seed of the degrade mode (train: + step; val: + sample key).
+        copy_threshold: see :func:`layeringdiff.models.hfa.copy_through`.
+        lpips: "off", "random" (random AlexNet trunk: cheap, not the real metric) or "auto"
+            (the real trunk when torchvision's AlexNet file is present, else random, with a warning).
+        num_grid_images: validation images shown in the grid.
+    """
+
+    def __init__(
+        self,
+        net: HFANet,
+        layer: str = "foreground",
+        optimizer: Callable | None = None,
+        lr_scheduler: Callable | None = None,
+        haar_weight: float = 0.2,
+        haar_levels: int = 3,
+        input_mode: str = "sidecar",
+        degrade_seed: int = 0,
+        copy_threshold: float = COPY_THRESHOLD,
+        lpips: str = "auto",
+        num_grid_images: int = 4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.net = net
+        self.layer = normalize_layer(layer)
+        if normalize_layer(net.config.layer) != self.layer:
+            raise ValueError(f"HFAModule(layer={layer!r}) got a net configured for {net.config.layer!r}")
+        if input_mode not in INPUT_MODES:
+            raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
+        if lpips not in ("off", "random", "auto"):
+            raise ValueError(f"lpips must be off|random|auto, got {lpips!r}")
+        self.val_metrics = torch.nn.ModuleDict(
+            {f"{m}{r}": MeanMetric() for r in REGIONS[self.layer] for m in ("mad", "mse")}
+        )
+        if lpips != "off":
+            self.val_metrics["lpips"] = MeanMetric()
+        self._lpips = None  # built lazily, kept out of the state dict
+        self._grid_rows: list[dict[str, torch.Tensor]] = []
+
+    # -- inputs and forward ------------------------------------------------------------------------
+    def fbdd_layer(self, batch: dict, stage: str) -> torch.Tensor:
+        """The FBDD output for the batch: from its sidecar, or degraded ground truth."""
+        name = f"fbdd_{self.layer}"
+        if self.hparams.input_mode == "sidecar":
+            if name not in batch:
+                raise KeyError(
+                    f"batch has no {name!r}: set data.sidecars to the folder written by "
+                    "data/cache_fbdd_outputs.py, or use model.input_mode=degrade (development only)"
+                )
+            return batch[name]
+        if stage == "train":  # fresh degradations every step, reproducible from the seed
+            seed = stable_seed(self.hparams.degrade_seed, "train", self.global_step)
+        else:  # the same inputs at every validation
+            seed = stable_seed(self.hparams.degrade_seed, stage, *batch["key"])
+        gen = torch.Generator().manual_seed(seed)
+        return degrade_like_fbdd(batch[self.layer], batch["alpha"], self.layer, gen)
+
+    def forward(self, composite: torch.Tensor, alpha: torch.Tensor, fbdd_layer: torch.Tensor) -> torch.Tensor:
+        """Refined layer with the copy-through (not clamped, differentiable)."""
+        out = self.net(composite, alpha, fbdd_layer)
+        return copy_through(out, composite, alpha, self.layer, self.hparams.copy_threshold)
+
+    def losses(
+        self, refined: torch.Tensor, gt: torch.Tensor, fbdd_layer: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``{"loss", "mse"[, "haar"]}``: FAN MSE; BAN MSE + haar_weight * L_H(B, B_hat)."""
+        mse = F.mse_loss(refined, gt)
+        if self.layer == "foreground":
+            return {"loss": mse, "mse": mse}
+        haar = haar_highfreq_loss(refined, fbdd_layer, self.hparams.haar_levels)
+        return {"loss": mse + self.hparams.haar_weight * haar, "mse": mse, "haar": haar}
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        fbdd = self.fbdd_layer(batch, "train")
+        refined = self(batch["composite"], batch["alpha"], fbdd)
+        losses = self.losses(refined, batch[self.layer], fbdd)
+        bs = fbdd.shape[0]
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=bs)
+        return losses["loss"]
+
+    def configure_optimizers(self):
+        if self.hparams.optimizer is None:
+            raise ValueError("HFAModule needs an optimizer (model.optimizer in the config)")
+        opt = self.hparams.optimizer(params=self.net.parameters())
+        if self.hparams.lr_scheduler is None:
+            return opt
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": self.hparams.lr_scheduler(optimizer=opt), "interval": "step"},
+        }
+
+    # -- validation --------------------------------------------------------------------------------
+    def lpips_metric(self):
+        """LPIPS x1e2 (layeringdiff.metrics.lpips_metric), built on first use."""
+        if self._lpips is None:
+            from layeringdiff.metrics.lpips_metric import LPIPSMetric
+
+            if self.hparams.lpips == "random":
+                log.warning(
+                    "HFA validation LPIPS uses a RANDOM AlexNet trunk (lpips=random): not the real metric"
+                )
+                metric = LPIPSMetric(alexnet_weights=os.devnull + "-absent", allow_random_backbone=True)
+            else:
+                metric = LPIPSMetric(allow_random_backbone=True)  # warns itself when it falls back
+            self._lpips = metric.to(self.device)
+        return self._lpips
+
+    def on_validation_epoch_start(self) -> None:
+        self._grid_rows = []
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        comp, alpha, gt = batch["composite"], batch["alpha"], batch[self.layer]
+        fbdd = self.fbdd_layer(batch, "val")
+        refined = self(comp, alpha, fbdd)
+        losses = self.losses(refined, gt, fbdd)
+        bs = comp.shape[0]
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=bs)
+        out = refined.clamp(0, 1)
+        self.update_error_metrics(out, gt, alpha)
+        if "lpips" in self.val_metrics:
+            self.val_metrics["lpips"].update(self.lpips_metric()(out, gt).mean().to(out), bs)
+        have = sum(r["alpha"].shape[0] for r in self._grid_rows)
+        if have < self.hparams.num_grid_images:
+            n = self.hparams.num_grid_images - have
+            self._grid_rows.append(
+                {
+                    "composite": comp[:n],
+                    "alpha": alpha[:n],
+                    "fbdd": fbdd[:n],
+                    "refined": out[:n],
+                    "gt": gt[:n],
+                }
+            )
+
+    def update_error_metrics(self, out: torch.Tensor, gt: torch.Tensor, alpha: torch.Tensor) -> None:
+        """MAD / MSE (values in [0, 1], all channels) over the image and, for BAN, per region."""
+        diff = out - gt
+        masks = {"": torch.ones_like(alpha, dtype=torch.bool)}
+        if self.layer == "background":
+            visible = alpha <= self.hparams.copy_threshold
+            masks.update({"_visible": visible, "_occluded": ~visible})
+        for region, mask in masks.items():
+            count = mask.sum() * diff.shape[1]
+            if count == 0:
+                continue
+            m = mask.to(diff.dtype)
+            self.val_metrics[f"mad{region}"].update((diff.abs() * m).sum() / count, count)
+            self.val_metrics[f"mse{region}"].update((diff.square() * m).sum() / count, count)
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metric in self.val_metrics.items():
+            if metric.update_count:
+                self.log(f"val/{name}", metric.compute())
+            metric.reset()
+        if self._grid_rows and not self.trainer.sanity_checking:
+            from layeringdiff.modules.fbdd import log_grid
+
+            log_grid(self, hfa_grid(self._grid_rows), f"val/grid_{self.layer}")
+        self._grid_rows = []
+
+    # -- export ------------------------------------------------------------------------------------
+    def export(self, path: str | os.PathLike) -> Path:
+        """Write the network as a folder (config.json + safetensors) that ``HFANet.from_pretrained`` restores."""
+        self.net.save_pretrained(path)
+        log.info("HFA %s network exported to %s", self.layer, path)
+        return Path(path)
+
+
+def hfa_grid(rows: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """One row per image: composite | alpha | FBDD layer | refined | ground truth, as (3, H', W')."""
+    from torchvision.utils import make_grid
+
+    tiles = []
+    for r in rows:
+        for i in range(r["alpha"].shape[0]):
+            tiles += [
+                r["composite"][i],
+                r["alpha"][i].expand(3, -1, -1),
+                r["fbdd"][i],
+                r["refined"][i],
+                r["gt"][i],
+            ]
+    return make_grid(torch.stack([t.detach().float().cpu() for t in tiles]), nrow=5, padding=2, pad_value=1.0)
