@@ -156,6 +156,16 @@ class FBDDModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["alpha"].shape[0])
         return loss
 
+    def setup(self, stage: str) -> None:
+        # The data module is set up before the model: refuse an empty training set before any work.
+        build = getattr(self.trainer.datamodule, "build", None) if self.trainer.datamodule else None
+        if stage == "fit" and callable(build):
+            data = build("train")
+            if hasattr(data, "__len__") and len(data) == 0:
+                raise FBDDInputError(
+                    "the training data set is empty (0 samples): check the data paths and data.num_train"
+                )
+
     def on_train_start(self) -> None:
         if self.trainer.num_training_batches == 0:
             raise FBDDInputError(
