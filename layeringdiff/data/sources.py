@@ -202,6 +202,6 @@ def _open(path: str | os.PathLike, min_side: int):
         raise BadSampleError(str(e), path) from None
     if min(img.size) < min_side:
         raise BadSampleError(
-            f"{path}: {img.width}x{img.height} is smaller than the {min_side}-pixel minimum side"
+            f"{path}: {img.width}x{img.height} is smaller than the {min_side}-pixel minimum side", path
         )
     return img
