@@ -256,6 +256,17 @@ def test_prompt_file_in_the_eval_format_wins_over_meta(settings, demo, tmp_path)
         study.catalog.examples["00000"].prompt
         == json.loads(Path(demo["prompts"]).read_text())["00000"]["prompt"]
     )
+    # The pipeline's own meta.json: prompt plus a list of foreground prompts, no prompt file.
+    run = build_demo_study(tmp_path / "run", ["m"], num_examples=1, size=8)
+    meta = {"prompt": "A bird flying at sunset", "foreground_prompts": ["A bird flying"], "seed": 3}
+    Path(run["methods"]["m"], "00000", "meta.json").write_text(json.dumps(meta))
+    app = create_app({**settings, "methods": run["methods"], "prompts": None, "db": str(tmp_path / "r.db")})
+    ex = app.extensions["study"].catalog.examples["00000"]
+    assert (ex.prompt, ex.foreground_prompt, ex.background_prompt) == (
+        "A bird flying at sunset",
+        "A bird flying",
+        "",
+    )
 
 
 def test_cli_composes_the_study_config(demo, tmp_path, capsys):

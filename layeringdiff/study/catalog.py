@@ -174,6 +174,10 @@ def load_prompt_file(path: str | Path) -> dict[str, dict]:
     return prompts
 
 
+def _str_list(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], str)
+
+
 def _lookup(prompts: Mapping[str, dict], key: str) -> dict | None:
     """Find an example's prompt record: by its key, its folder name, or its number."""
     name = key.rsplit("/", 1)[-1]
@@ -207,6 +211,12 @@ def _example(key: str, folders: list[Path], prompts: Mapping[str, dict]) -> Exam
         raise StudySetupError(
             f"no prompt for example '{key}': neither the prompt file nor {folders[0] / 'meta.json'} has one"
         )
+    # The pipeline's meta.json lists one foreground prompt per layer (top-most first).
+    records += [
+        {"foreground_prompt": r["foreground_prompts"][0]}
+        for r in list(records)
+        if _str_list(r.get("foreground_prompts"))
+    ]
     fg = next((p for p in (_first(r, FG_PROMPT_KEYS) for r in records) if p), "")
     bg = next((p for p in (_first(r, BG_PROMPT_KEYS) for r in records) if p), "")
     return Example(key, prompt, fg, bg)
