@@ -57,8 +57,8 @@ class StudySettings:
         if isinstance(self.participants, int) and not isinstance(self.participants, bool):
             if self.participants < 1:
                 raise StudySetupError(f"participants must be >= 1, got {self.participants}")
-            width = max(2, len(str(self.participants)))
-            return [f"p{i:0{width}d}" for i in range(1, self.participants + 1)]
+            # Fixed-width labels: raising the count later keeps every existing label (and token).
+            return [f"p{i:02d}" for i in range(1, self.participants + 1)]
         labels = [str(x) for x in self.participants]
         if not labels or len(set(labels)) != len(labels):
             raise StudySetupError(
