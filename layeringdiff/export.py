@@ -67,7 +67,7 @@ def psd_bytes(
     from psd_tools.api.layers import PixelLayer
 
     fg_images, bg_image = _layer_images(background, foregrounds, alphas)
-    psd = PSDImage.new("RGB", bg_image.size)
+    psd = PSDImage.new("RGBA", bg_image.size)  # RGBA: layer alpha is real transparency, not a mask
     psd.append(PixelLayer.frompil(bg_image, psd, "Background"))
     for i in reversed(range(len(fg_images))):  # PSD layer order is bottom to top
         psd.append(PixelLayer.frompil(fg_images[i], psd, f"Foreground {i + 1}"))

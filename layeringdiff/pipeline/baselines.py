@@ -8,6 +8,8 @@ with Stable Diffusion 2 inpainting when its weights are given.
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import torch
@@ -65,10 +67,23 @@ class SD2Inpainter:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, device="cpu", dtype=torch.float32, **kwargs) -> SD2Inpainter:
-        from diffusers import StableDiffusionInpaintPipeline
+        import diffusers
+        from diffusers import AutoencoderKL, StableDiffusionInpaintPipeline, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
 
         path = resolve_pretrained(name_or_path, "SD2 inpainting", subfolder="unet")
-        pipe = StableDiffusionInpaintPipeline.from_pretrained(path, dtype=dtype, safety_checker=None)
+        # Component by component: works for any folder with the repo layout, model_index.json or not.
+        scheduler_name = json.loads((path / "scheduler" / "scheduler_config.json").read_text())["_class_name"]
+        pipe = StableDiffusionInpaintPipeline(
+            vae=AutoencoderKL.from_pretrained(path, subfolder="vae", dtype=dtype),
+            text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype),
+            tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer"),
+            unet=UNet2DConditionModel.from_pretrained(path, subfolder="unet", dtype=dtype),
+            scheduler=getattr(diffusers, scheduler_name).from_pretrained(path, subfolder="scheduler"),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
         pipe.set_progress_bar_config(leave=False)
         return cls(pipe.to(device), **kwargs)
 

@@ -210,6 +210,15 @@ def check_box(box, height: int, width: int) -> list[float]:
     return vals
 
 
+def box_mask(box: list[float], height: int, width: int) -> torch.Tensor:
+    """(1, H, W) mask that is 1 inside the pixel box [x0, y0, x1, y1]."""
+    mask = torch.zeros(1, height, width)
+    x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x1, y1 = min(width, max(x0 + 1, int(np.ceil(box[2])))), min(height, max(y0 + 1, int(np.ceil(box[3]))))
+    mask[:, y0:y1, x0:x1] = 1.0
+    return mask
+
+
 def check_alpha(alpha: torch.Tensor, source: str) -> None:
     """An alpha that is all 0 (no foreground) or all 1 (no background) cannot be layered."""
     if float(alpha.max()) < 1.0 / 255.0:
@@ -321,7 +330,7 @@ class ForegroundDetermination:
         dets = self.detector(image, text, self.box_threshold, self.text_threshold)
         if len(dets.scores) == 0:
             raise NoForegroundError(
-                f"no foreground found for {text!r}: best box score {dets.best_score:.3f} < threshold "
+                f"no foreground found for {text!r}: best box score {dets.best_score:.3f} is not above the threshold "
                 f"{self.box_threshold}; give a box instead, e.g. box=[x0,y0,x1,y1]"
             )
         return [float(v) for v in dets.boxes[0]], float(dets.scores[0])
@@ -378,6 +387,9 @@ class ForegroundDetermination:
                 mask = (
                     self.segmenter(image, result.box) if self.segmenter else grabcut_mask(image, result.box)
                 )
+                if not (mask > 0.5).any():  # degenerate segmentation: the box itself is the rough mask
+                    log.warning("the segmentation of box %s is empty; using the box as the mask", result.box)
+                    mask = box_mask(result.box, h, w)
             mask = (mask.reshape(1, h, w) > 0.5).float()
             if not mask.any():
                 raise InputError(f"{kind}: the foreground mask is empty")

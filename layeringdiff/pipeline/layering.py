@@ -145,14 +145,15 @@ class LayeringDiffLayering:
             "HFA FAN": fan,
             "HFA BAN": ban,
         }
-        resolved = {k: resolve_pretrained(v, k, need_weights=True) if v else None for k, v in paths.items()}
+        resolved = {k: resolve_pretrained(v, k, required=()) if v else None for k, v in paths.items()}
 
         def load_hfa(path):
             if path is None:
                 return None
             from layeringdiff.models.hfa import HFANet
 
-            return HFANet.from_pretrained(path).to(device=device).eval()
+            net = HFANet.from_pretrained(path).to(device=device).eval()
+            return net if dtype == torch.float32 else net.to(dtype)
 
         return cls(
             FBDD.from_pretrained(resolved["FBDD foreground"]).to(device=device, dtype=dtype).eval(),

@@ -1,0 +1,193 @@
+"""The full pipeline with tiny random-init components of the real classes (SDXL, Grounding DINO,
+SAM, ViTMatte, FBDD, HFA, SD2 inpainting) on CPU; classical layering against pymatting."""
+
+import numpy as np
+import pytest
+import torch
+
+from layeringdiff.compose import composite_layers
+from layeringdiff.pipeline.errors import InputError
+from layeringdiff.pipeline.foreground import ForegroundDetermination, ForegroundSpec
+from layeringdiff.pipeline.layering import ClassicalLayering, LayeringDiffLayering, project_to_composite
+from layeringdiff.pipeline.pipeline import LayeringDiffPipeline
+
+
+def tiny_root(tmp_path_factory):
+    """Shared by every test module of the session (the builders are idempotent)."""
+    return tmp_path_factory.getbasetemp() / "tiny_cache" / "tiny"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from layeringdiff.pipeline.generate import CompositeGenerator
+    from layeringdiff.tiny import foreground, layering, sdxl
+
+    root = tiny_root(tmp_path_factory)
+    fg_root = foreground.build(root / "foreground")
+    paths = {k: root / "layering" / k for k in ("fbdd_foreground", "fbdd_background", "fan", "ban")}
+    layering.build(paths)
+    return {
+        "generator": CompositeGenerator.from_pretrained(str(sdxl.build(root / "sdxl"))),
+        "foreground": ForegroundDetermination.from_pretrained(
+            str(fg_root / "grounding_dino"),
+            str(fg_root / "sam"),
+            str(fg_root / "vitmatte"),
+            box_threshold=0.0,
+        ),
+        "layeringdiff": LayeringDiffLayering.from_pretrained(
+            **{k: str(v) for k, v in paths.items()}, num_inference_steps=2
+        ),
+        "root": root,
+    }
+
+
+def scene(size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    bg = torch.rand(3, 1, 1, generator=g) * 0.5 + 0.1 * torch.rand(3, size, size, generator=g)
+    fg = torch.rand(3, 1, 1, generator=g) * 0.5 + 0.5
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    r = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2).sqrt()
+    alpha = (1.0 - (r - size / 5) / 6).clamp(0, 1)[None]
+    return alpha * fg + (1 - alpha) * bg, alpha
+
+
+def test_classical_layering_is_germer_et_al_outside_the_hole():
+    from pymatting import estimate_foreground_ml
+
+    image, alpha = scene()
+    fg, bg = ClassicalLayering(project=False)(image, alpha)
+    ref_f, ref_b = estimate_foreground_ml(
+        image.permute(1, 2, 0).double().numpy(), alpha[0].double().numpy(), return_background=True
+    )
+    np.testing.assert_allclose(fg.permute(1, 2, 0).numpy(), np.clip(ref_f, 0, 1), atol=1e-6)
+    seen = (alpha[0] <= 0.95).numpy()
+    np.testing.assert_allclose(bg.permute(1, 2, 0).numpy()[seen], np.clip(ref_b, 0, 1)[seen], atol=1e-6)
+    # the hole (alpha > 0.95) is inpainted from its surroundings, not left as Germer's guess
+    hole = alpha[0] > 0.95
+    assert hole.any() and not torch.allclose(
+        bg[:, hole], torch.from_numpy(ref_b).float().permute(2, 0, 1)[:, hole]
+    )
+
+
+def test_projection_makes_layers_recomposite_exactly():
+    g = torch.Generator().manual_seed(1)
+    f, b, c = (torch.rand(3, 16, 16, generator=g) for _ in range(3))
+    a = torch.rand(1, 16, 16, generator=g)
+    a[:, :2], a[:, 2:4] = 0.0, 1.0
+    pf, pb = project_to_composite(f, b, a, c)
+    assert (a * pf + (1 - a) * pb - c).abs().max() < 1e-5
+    assert 0 <= pf.min() and pf.max() <= 1 and 0 <= pb.min() and pb.max() <= 1
+    assert torch.equal(pf[:, 2:4], c[:, 2:4]) and torch.equal(pb[:, :2], c[:, :2])
+    # already consistent layers are left unchanged
+    qf, qb = project_to_composite(f, b, a, a * f + (1 - a) * b)
+    assert torch.allclose(qf, f, atol=1e-6) and torch.allclose(qb, b, atol=1e-6)
+
+
+def test_sd2_inpainting_fills_only_the_hole(tmp_path_factory):
+    from layeringdiff.tiny import sd2
+
+    path = sd2.build(tiny_root(tmp_path_factory) / "sd2_inpainting")
+    layering = ClassicalLayering.from_pretrained(str(path), project=False)
+    layering.inpainter.num_inference_steps = 2
+    image, alpha = scene(32)
+    _, bg_cv = ClassicalLayering(project=False)(image, alpha)
+    _, bg = layering(image, alpha, torch.Generator().manual_seed(0))
+    hole = alpha[0] > 0.95
+    assert torch.equal(bg[:, ~hole], bg_cv[:, ~hole]) and not torch.allclose(bg[:, hole], bg_cv[:, hole])
+
+
+def test_text_to_layers_with_every_tiny_component(tiny):
+    pipe = LayeringDiffPipeline(tiny["foreground"], tiny["layeringdiff"], tiny["generator"])
+    kwargs = dict(
+        prompt="A bird flying at sunset over the mountains",
+        foreground_indices=[[0, 1, 2]],
+        height=64,
+        width=64,
+        num_inference_steps=2,
+    )
+    out = pipe(**kwargs, generator=torch.Generator().manual_seed(0))
+    assert out.composite.shape == (3, 64, 64) and out.background.shape == (3, 64, 64)
+    assert len(out.foregrounds) == len(out.alphas) == 1 and out.foregrounds[0].shape == (3, 64, 64)
+    assert out.foreground_prompts == ["A bird flying"] and out.matting == ["vitmatte"]
+    assert {"generate", "foreground_1", "layering_1"} <= set(out.timings)
+    again = pipe(**kwargs, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out.composite, again.composite) and torch.equal(out.background, again.background)
+
+
+def test_controlnet_canny_generation(tiny):
+    from layeringdiff.pipeline.generate import CompositeGenerator
+    from layeringdiff.tiny import sdxl
+
+    root = tiny["root"]
+    gen = CompositeGenerator.from_pretrained(
+        str(root / "sdxl"), controlnet=str(sdxl.build_controlnet(root / "controlnet")), control="canny"
+    )
+    control = torch.zeros(3, 48, 48)
+    control[:, 10:30, 10:30] = 1
+    img = gen(
+        "a cat",
+        height=32,
+        width=32,
+        num_inference_steps=2,
+        control_image=control,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert img.shape == (3, 32, 32)
+    with pytest.raises(InputError, match="control image"):
+        gen("a cat", height=32, width=32, num_inference_steps=1)
+
+
+def test_multi_layer_peeling_recomposites(tiny):
+    image, alpha_outer = scene(96)
+    mask_top = torch.zeros(1, 96, 96)
+    mask_top[:, 30:66, 30:66] = 1
+    alpha_top = torch.zeros(1, 96, 96)
+    alpha_top[:, 40:56, 40:56] = 1.0
+    alpha_top[:, 38:58, 38:40] = 0.5
+    pipe = LayeringDiffPipeline(ForegroundDetermination(), ClassicalLayering())
+    out = pipe(image=image, foregrounds=[ForegroundSpec(alpha=alpha_top), ForegroundSpec(alpha=alpha_outer)])
+    assert len(out.foregrounds) == 2 and torch.equal(out.alphas[0], alpha_top)
+    assert (out.recomposite() - image).abs().max() < 1e-4
+    assert torch.allclose(composite_layers(out.background, out.foregrounds, out.alphas), out.recomposite())
+    # top-most first: the second layer was separated from what the first left behind
+    assert set(out.timings) == {"foreground_1", "layering_1", "foreground_2", "layering_2"}
+    # text-mode multi-layer through the tiny models, layeringdiff backend
+    pipe = LayeringDiffPipeline(tiny["foreground"], tiny["layeringdiff"], tiny["generator"])
+    out = pipe(
+        prompt="A bird over the mountains",
+        foreground_indices=[[0, 1], [4]],
+        height=64,
+        width=64,
+        num_inference_steps=2,
+    )
+    assert out.foreground_prompts == ["A bird", "mountains"] and len(out.alphas) == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(), "either a text prompt"),
+        (dict(prompt="a", image=torch.rand(3, 32, 32)), "either a text prompt"),
+        (dict(prompt="a"), "SDXL generator"),
+        (dict(image=torch.rand(3, 1, 1), foregrounds=[ForegroundSpec(box=[0, 0, 1, 1])]), "1x1"),
+        (dict(image=torch.rand(3, 32, 5000), foregrounds=[ForegroundSpec(box=[0, 0, 1, 1])]), "5000x32"),
+        (dict(image=torch.rand(3, 32, 32)), "no foreground given"),
+    ],
+)
+def test_check_inputs(kwargs, match):
+    pipe = LayeringDiffPipeline(ForegroundDetermination(), ClassicalLayering())
+    with pytest.raises(InputError, match=match):
+        pipe(**kwargs)
+
+
+def test_check_inputs_text_mode(tiny):
+    pipe = LayeringDiffPipeline(ForegroundDetermination(), ClassicalLayering(), tiny["generator"])
+    for kwargs, match in [
+        (dict(prompt="a bird", foreground_indices=[[5]]), "out of range"),
+        (dict(prompt="a bird", foreground_indices=[[]]), "empty"),
+        (dict(prompt="a bird"), "foreground_indices"),
+        (dict(prompt="  ", foreground_indices=[[0]]), "empty"),
+        (dict(prompt="a bird", foreground_indices=[[0]], height=60), "multiple of 8"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            pipe(**kwargs)
