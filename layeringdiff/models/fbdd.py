@@ -31,6 +31,61 @@ NULL_PROMPT_NAME = "null_prompt.safetensors"
 SAMPLERS = ("ddim", "dpmsolver++", "ddpm", "euler")
 
 
+# Architecture of stabilityai/stable-diffusion-2-inpainting (its unet/ and vae/ config.json), for
+# random-init builds in the slow test and the GPU benchmark. Weights are never part of the repo.
+SD2_INPAINTING_UNET_CONFIG = {
+    "act_fn": "silu",
+    "attention_head_dim": [5, 10, 20, 20],
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 1024,
+    "down_block_types": [
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ],
+    "downsample_padding": 1,
+    "dual_cross_attention": False,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 9,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "num_class_embeds": None,
+    "only_cross_attention": False,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "use_linear_projection": True,
+}
+SD2_VAE_CONFIG = {
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "sample_size": 768,
+    "scaling_factor": 0.18215,
+}
+SD2_SCHEDULER_CONFIG = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "v_prediction",
+}
+
+
 class FBDDInputError(ValueError):
     """Inputs or configuration that FBDD cannot work with. The message is one line."""
 
@@ -269,6 +324,36 @@ class FBDD(nn.Module):
         widen_conv_in(unet, derived, alpha_init)
         meta = {"base": str(pretrained), "alpha_init": alpha_init, "vae_source": str(pretrained)}
         return cls(unet, vae, scheduler_config, null_prompt, layer, meta)
+
+    @classmethod
+    def from_config(
+        cls,
+        unet_config: dict,
+        vae_config: dict,
+        scheduler_config: dict,
+        layer: str = "foreground",
+        alpha_init: str = "zero",
+    ) -> FBDD:
+        """Randomly initialised FBDD of a given architecture (no weights; tests and benchmarks).
+
+        Args:
+            unet_config: a 9-channel inpainting ``UNet2DConditionModel`` config (e.g.
+                :data:`SD2_INPAINTING_UNET_CONFIG`); widened here.
+            vae_config: ``AutoencoderKL`` config (e.g. :data:`SD2_VAE_CONFIG`).
+            scheduler_config: noise-schedule config.
+            layer: ``"foreground"`` or ``"background"``.
+            alpha_init: see :func:`widen_conv_in`.
+        """
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        unet = UNet2DConditionModel(**unet_config)
+        vae = AutoencoderKL(**vae_config)
+        latent = unet.config.out_channels
+        widen_conv_in(unet, 2 * latent + vae_factor(vae.config) ** 2, alpha_init)
+        null_prompt = torch.zeros(1, 77, unet.config.cross_attention_dim)
+        return cls(
+            unet, vae, scheduler_config, null_prompt, layer, {"base": "random init", "alpha_init": alpha_init}
+        )
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> FBDD:

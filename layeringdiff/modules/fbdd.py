@@ -51,6 +51,8 @@ class FBDDModule(pl.LightningModule):
         val_max_images: validation images sampled per validation run (first batches only).
         val_seed: seed of the validation noise.
         export_vae: copy the VAE into the export folder (else reference the base repo).
+        fbdd: an already built model (random-init real architecture in the slow test and benchmark);
+            ``pretrained`` and the other build arguments are then unused.
     """
 
     def __init__(
@@ -73,14 +75,19 @@ class FBDDModule(pl.LightningModule):
         val_max_images: int = 4,
         val_seed: int = 0,
         export_vae: bool = True,
+        fbdd: FBDD | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        if build_tiny:
-            from layeringdiff.tiny import sd2
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "fbdd"])
+        if fbdd is None:
+            if build_tiny:
+                from layeringdiff.tiny import sd2
 
-            sd2.build(pretrained)
-        self.fbdd = FBDD.from_sd2_inpainting(pretrained, layer, alpha_init, in_channels, null_prompt_cache)
+                sd2.build(pretrained)
+            fbdd = FBDD.from_sd2_inpainting(pretrained, layer, alpha_init, in_channels, null_prompt_cache)
+        elif fbdd.layer != layer:
+            raise FBDDInputError(f"the given FBDD model produces {fbdd.layer}, not {layer}")
+        self.fbdd = fbdd
         self.fbdd.unet.train()  # diffusers loads in eval mode; the VAE stays frozen in eval mode
         self.layer = layer
         self.optimizer_fn, self.lr_scheduler_fn = optimizer, lr_scheduler
