@@ -110,7 +110,9 @@ def trimap_to_uint8(trimap: torch.Tensor) -> np.ndarray:
 
 def trimap_uint8_to_values(t: np.ndarray) -> np.ndarray:
     """uint8 trimap (H, W) in {0, 128, 255} (any value: nearest class) -> float32 {0, 0.5, 1}."""
-    out = np.full(t.shape, 0.5, np.float32)
-    out[t < 64] = 0.0
-    out[t > 192] = 1.0
-    return out
+    return _TRIMAP_LUT[t]
+
+
+_TRIMAP_LUT = np.full(256, 0.5, np.float32)
+_TRIMAP_LUT[:64] = 0.0
+_TRIMAP_LUT[193:] = 1.0
