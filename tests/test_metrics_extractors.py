@@ -67,5 +67,8 @@ def test_lpips_loads_trunk_from_state_dict(tmp_path):
     d = m(x, y)
     assert d.shape == (2,) and bool((d > 0).all())
     assert torch.allclose(m(x, x), torch.zeros(2, dtype=torch.float64), atol=1e-6)
+    # equals the lpips package's own forward pass (independent reference)
+    reference = m.net(x, y, normalize=True).flatten().double() * 100
+    assert torch.allclose(d, reference, rtol=1e-4)
     with pytest.raises(MissingWeightsError, match="AlexNet"):
         LPIPSMetric(alexnet_weights=str(tmp_path / "missing.pth"))

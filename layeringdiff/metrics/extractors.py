@@ -43,4 +43,8 @@ def lpips(cfg: DictConfig):
 
     opts = cfg.metrics.lpips
     allow_random = bool(opts.get("allow_random_backbone")) or bool(cfg.metrics.get("build_tiny"))
-    return LPIPSMetric(alexnet_weights=opts.get("alexnet_weights"), allow_random_backbone=allow_random)
+    return LPIPSMetric(
+        alexnet_weights=opts.get("alexnet_weights"),
+        allow_random_backbone=allow_random,
+        precision=opts.get("precision", "fp32"),
+    )

@@ -37,12 +37,21 @@ class LPIPSMetric(torch.nn.Module):
         alexnet_weights: torchvision AlexNet state-dict file; ``None`` looks in $TORCH_HOME.
         allow_random_backbone: use a random trunk when the file is missing (not the real metric).
         batch_size: images per forward pass.
+        precision: ``fp32`` (default, the metric) or ``bf16`` (AlexNet trunk under bfloat16 autocast:
+            about twice as fast on CPUs with AVX512-BF16, LPIPS within about 1% relative).
     """
 
     def __init__(
-        self, alexnet_weights: str | None = None, allow_random_backbone: bool = False, batch_size: int = 8
+        self,
+        alexnet_weights: str | None = None,
+        allow_random_backbone: bool = False,
+        batch_size: int = 8,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"LPIPS precision must be fp32 or bf16, got {precision!r}")
+        self.precision = precision
         import lpips
 
         self.net = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
@@ -73,11 +82,29 @@ class LPIPSMetric(torch.nn.Module):
             part.load_state_dict(sub)
 
     @torch.inference_mode()
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Unit-normalised AlexNet feature maps of (B, 3, H, W) images in [0, 1].
+
+        Computing the ground truth's features once and reusing them for every method halves the cost.
+        """
+        out: list[list[torch.Tensor]] = []
+        for i in range(0, images.shape[0], self.batch_size):
+            x = self.net.scaling_layer(images[i : i + self.batch_size].float() * 2 - 1)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                levels = [f.float() for f in self.net.net(x)]
+            out.append([f / (f.square().sum(1, keepdim=True).sqrt() + 1e-10) for f in levels])
+        return [torch.cat(level) for level in zip(*out)]
+
+    @torch.inference_mode()
+    def distance(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor]) -> torch.Tensor:
+        """LPIPS x1e2 (B,) float64 from two :meth:`features` results: sum over levels of the linear
+        head applied to the spatial mean of the squared feature difference."""
+        total = 0.0
+        for level, (a, b) in enumerate(zip(feats_a, feats_b)):
+            weight = getattr(self.net, f"lin{level}").model[-1].weight.flatten()  # 1x1 conv, no bias
+            total = total + ((a - b).square().mean((2, 3)) * weight).sum(1).double()
+        return total * LPIPS_SCALE
+
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """LPIPS x1e2 per image of (B, 3, H, W) tensors in [0, 1]; returns (B,) float64."""
-        out = []
-        for i in range(0, pred.shape[0], self.batch_size):
-            p = pred[i : i + self.batch_size].float() * 2 - 1
-            t = target[i : i + self.batch_size].float() * 2 - 1
-            out.append(self.net(p, t).flatten().double())
-        return torch.cat(out) * LPIPS_SCALE
+        return self.distance(self.features(pred), self.features(target))

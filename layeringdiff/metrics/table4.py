@@ -35,25 +35,34 @@ COLUMNS = [("method", "Method")] + [
 
 
 def score_layers(
-    pred: dict[str, torch.Tensor], sample: dict, lpips: torch.nn.Module | None = None, mask: str | None = None
+    pred: dict[str, torch.Tensor],
+    sample: dict,
+    lpips: torch.nn.Module | None = None,
+    mask: str | None = None,
+    target_features: list[torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Errors of predicted ``foreground``/``background`` (3, H, W) against the sample's ground truth.
 
     Args:
         pred: the method's output.
         sample: a test sample (``foreground``, ``background``, ``alpha``).
-        lpips: LPIPS metric module or ``None`` to skip it.
+        lpips: :class:`~layeringdiff.metrics.lpips_metric.LPIPSMetric` or ``None`` to skip LPIPS.
         mask: ``None`` (whole image, the paper) or ``"alpha"`` (only pixels with alpha > 0).
+        target_features: ``lpips.features`` of the stacked ground truth (F, B), to share across methods.
     """
     region = sample["alpha"] > 0 if mask == "alpha" else None
-    out = {}
+    out, layers = {}, []
     for layer, short in (("foreground", "fg"), ("background", "bg")):
         p, t = pred[layer].float().cpu().clamp(0, 1), sample[layer].float()
         if p.shape != t.shape:
             raise ValueError(f"{layer}: prediction {tuple(p.shape)} vs ground truth {tuple(t.shape)}")
         out.update({f"{short}_{k}": v for k, v in layer_errors(p, t, region).items()})
-        if lpips is not None:
-            out[f"{short}_lpips"] = float(lpips(p[None], t[None])[0])
+        layers.append(p)
+    if lpips is not None:
+        if target_features is None:
+            target_features = lpips.features(torch.stack([sample["foreground"], sample["background"]]))
+        d = lpips.distance(lpips.features(torch.stack(layers)), target_features)
+        out["fg_lpips"], out["bg_lpips"] = float(d[0]), float(d[1])
     return out
 
 
@@ -109,7 +118,7 @@ def run(cfg: DictConfig) -> dict:
         key = sample["key"]
         if want_fig:
             fig_keys.append(key)
-        preds = {}
+        preds, target_features = {}, None
         for name, method in methods.items():
             if records.done(name, key) and not (want_fig and not (fig_dir / name / f"{key}.png").is_file()):
                 continue
@@ -120,9 +129,12 @@ def run(cfg: DictConfig) -> dict:
             seconds = time.perf_counter() - start
             preds[name] = pred
             if not records.done(name, key):
-                records.append(
-                    name, key, seconds=seconds, **score_layers(pred, sample, lpips, ev.get("mask"))
-                )
+                if lpips is not None and target_features is None:  # ground truth's LPIPS features, once
+                    target_features = lpips.features(
+                        torch.stack([sample["foreground"], sample["background"]])
+                    )
+                scores = score_layers(pred, sample, lpips, ev.get("mask"), target_features)
+                records.append(name, key, seconds=seconds, **scores)
         if want_fig and preds:
             _save_figure_inputs(fig_dir, key, sample, preds)
     rows = []
