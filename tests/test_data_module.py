@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -113,3 +114,16 @@ def test_every_data_config_instantiates():
         assert cfg._target_ == "layeringdiff.data.datamodule.LayerDataModule" and cfg.dataset._partial_
         for key in ("size", "batch_size", "num_workers", "pin_memory", "seed", "sidecars"):
             assert key in cfg, f"{path.name} lacks {key}"
+
+
+def test_preview_writes_a_grid(tmp_path):
+    from PIL import Image
+
+    from layeringdiff.data.preview import main
+
+    out = main([f"out={tmp_path / 'grid.png'}", "n=3", "size=32"])
+    img = Image.open(out)
+    assert img.mode == "RGB" and img.size == (5 * 36 + 4, 14 + 3 * 36 + 4)
+    tile = img.crop((4 + 36, 18, 4 + 36 + 32, 18 + 32))  # row 0, alpha column: gray
+    arr = np.asarray(tile)
+    assert (arr[..., 0] == arr[..., 1]).all() and arr.std() > 0
