@@ -339,7 +339,20 @@ class ForegroundDetermination:
         self, image: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, list[list[float]]]:
         """Erode/dilate the mask into a trimap, then apply the transparency query (when a detector is loaded)."""
-        trimap = trimap_from_mask(mask, self.kernel_size, self.erode_iterations, self.dilate_iterations)
+        erode, dilate = self.erode_iterations, self.dilate_iterations
+        trimap = trimap_from_mask(mask, self.kernel_size, erode, dilate)
+        # A thin object (or a small image) can vanish under 5 erosions, or the dilated band can cover
+        # the whole image; then use fewer iterations so both definite regions survive.
+        while erode > 0 and not (trimap == TRIMAP_FG).any() or dilate > 0 and not (trimap == TRIMAP_BG).any():
+            erode -= int(erode > 0 and not (trimap == TRIMAP_FG).any())
+            dilate -= int(dilate > 0 and not (trimap == TRIMAP_BG).any())
+            trimap = trimap_from_mask(mask, self.kernel_size, erode, dilate)
+        if (erode, dilate) != (self.erode_iterations, self.dilate_iterations):
+            log.warning(
+                "trimap: used %d erosions and %d dilations (the mask is too thin/large for more)",
+                erode,
+                dilate,
+            )
         boxes: list[list[float]] = []
         if self.detector is not None and self.transparency_query:
             dets = self.detector(

@@ -68,8 +68,21 @@ class ClassicalLayering:
         self.inpaint_radius, self.project = inpaint_radius, project
 
     @classmethod
-    def from_pretrained(cls, sd2_inpainting: str | None = None, device="cpu", dtype=torch.float32, **kwargs):
-        inpainter = SD2Inpainter.from_pretrained(sd2_inpainting, device, dtype) if sd2_inpainting else None
+    def from_pretrained(
+        cls,
+        sd2_inpainting: str | None = None,
+        device="cpu",
+        dtype=torch.float32,
+        inpaint_steps: int = 25,
+        inpaint_prompt: str = "",
+        **kwargs,
+    ) -> ClassicalLayering:
+        """With ``sd2_inpainting`` (folder / cached HF id) the hole is filled by SD2 inpainting."""
+        inpainter = None
+        if sd2_inpainting:
+            inpainter = SD2Inpainter.from_pretrained(
+                sd2_inpainting, device, dtype, prompt=inpaint_prompt, num_inference_steps=inpaint_steps
+            )
         return cls(inpainter=inpainter, **kwargs)
 
     def __call__(

@@ -27,6 +27,7 @@ from layeringdiff.imageio import load_mask, load_rgb
 from layeringdiff.pipeline.errors import InputError
 from layeringdiff.pipeline.foreground import ForegroundSpec, sample_dir
 from layeringdiff.pipeline.prompt import foreground_prompt
+from layeringdiff.weights import MissingWeightsError
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,19 @@ def bundled_sample(name: str) -> dict:
     return {"image": str(sample_dir() / info["image"]), "mask": str(sample_dir() / info["mask"])}
 
 
-def required_weights(cfg: DictConfig, text_mode: bool, needs_detector: bool) -> dict[str, dict]:
+def check_weights(cfg: DictConfig, text_mode: bool, needs_detector: bool) -> None:
+    """Fail before any work when a component this run needs is missing (one line for all of them)."""
+    from layeringdiff.weights import require
+
+    require(required_weights(cfg, text_mode))
+    if needs_detector and not cfg.pipeline.foreground.get("grounding_dino"):
+        raise MissingWeightsError(
+            "a text foreground needs Grounding DINO weights: set pipeline.foreground.grounding_dino "
+            "(e.g. IDEA-Research/grounding-dino-tiny) or give box=, mask=, trimap= or alpha= instead"
+        )
+
+
+def required_weights(cfg: DictConfig, text_mode: bool) -> dict[str, dict]:
     """Every pretrained component this run will load, for one up-front ``weights.require`` check."""
     p = cfg.pipeline
     specs: dict[str, dict] = {}
@@ -147,11 +160,6 @@ def required_weights(cfg: DictConfig, text_mode: bool, needs_detector: bool) -> 
     for key, name in (("grounding_dino", "Grounding DINO"), ("sam", "SAM"), ("vitmatte", "ViTMatte")):
         if p.foreground.get(key):
             specs[name] = {"name_or_path": p.foreground[key]}
-    if needs_detector and not p.foreground.get("grounding_dino"):
-        raise InputError(
-            "a text foreground needs Grounding DINO weights: set pipeline.foreground.grounding_dino "
-            "(e.g. IDEA-Research/grounding-dino-tiny) or give box=, mask=, trimap= or alpha= instead"
-        )
     backend = p.backends[cfg.backend]
     if cfg.backend == "classical" and backend.get("sd2_inpainting"):
         specs["SD2 inpainting"] = {"name_or_path": backend.sd2_inpainting, "subfolder": "unet"}
@@ -178,6 +186,10 @@ def build_tiny(cfg: DictConfig) -> None:
     ):
         if p.foreground.get(key):
             builder(p.foreground[key])
+    if cfg.backend == "classical" and p.backends.classical.get("sd2_inpainting"):
+        from layeringdiff.tiny import sd2 as tiny_sd2
+
+        tiny_sd2.build(p.backends.classical.sd2_inpainting)
     if cfg.backend == "layeringdiff":
         from layeringdiff.tiny import layering as tiny_layering
 
@@ -328,9 +340,7 @@ def infer_batch(cfg: DictConfig, out_root: Path, device, dtype) -> dict:
     )
     done, failed = [], []
     if todo:
-        from layeringdiff.weights import require
-
-        require(required_weights(cfg, text_mode=True, needs_detector=True))
+        check_weights(cfg, text_mode=True, needs_detector=True)
         pipe = build_pipeline(cfg, text_mode=True, device=device, dtype=dtype)
         pipe.set_progress_bar(False)
         for item in tqdm(todo, desc="prompts", disable=not cfg.progress):
@@ -394,9 +404,7 @@ def infer(cfg: DictConfig) -> dict:
     request = prepare_item(item)
     out_dir = check_writable(Path(cfg.out) if cfg.out else default_out / "layers")
     text_mode = "prompt" in request
-    from layeringdiff.weights import require
-
-    require(required_weights(cfg, text_mode, needs_detector=any(s.text for s in request["foregrounds"])))
+    check_weights(cfg, text_mode, needs_detector=any(s.text for s in request["foregrounds"]))
     # 2. load models, run, write
     pipe = build_pipeline(cfg, text_mode, device, dtype)
     path = run_item(pipe, cfg, item, request, out_dir, int(cfg.seed))
