@@ -233,3 +233,30 @@ def test_wrong_channel_counts_and_shapes_fail_before_work(repo, fbdd, null_cache
             fbdd.decompose(c, a, 2)
     with pytest.raises(FBDDInputError, match="layer="):
         FBDD.from_sd2_inpainting(repo, "middle", null_prompt_cache=null_cache)
+
+
+def test_min_snr_weights_match_hand_formula(repo, null_cache):
+    from layeringdiff.modules.fbdd import min_snr_weights
+
+    module = FBDDModule(str(repo), null_prompt_cache=str(null_cache), min_snr_gamma=5.0)
+    abar = module.fbdd.noise_scheduler.alphas_cumprod
+    t = torch.tensor([0, 300, 999])
+    snr = abar[t] / (1 - abar[t])
+    expected = torch.minimum(snr, torch.tensor(5.0)) / (snr + 1)
+    torch.testing.assert_close(min_snr_weights(abar, t, 5.0), expected)
+    assert expected[0] < 1 and expected[2] == pytest.approx(snr[2] / (snr[2] + 1))
+
+
+def test_ema_weights_are_used_for_sampling_and_export(repo, null_cache, tmp_path):
+    module = FBDDModule(str(repo), null_prompt_cache=str(null_cache), ema_decay=0.5)
+    ema_unet = module.sampling_model().unet
+    assert ema_unet is module.ema.module and ema_unet is not module.fbdd.unet
+    bias = module.fbdd.unet.conv_out.bias.detach().clone()
+    for _ in range(2):  # torch's first EMA update copies the weights, the second averages
+        with torch.no_grad():
+            module.fbdd.unet.conv_out.bias.add_(1.0)
+        module.ema.update_parameters(module.fbdd.unet)
+    torch.testing.assert_close(ema_unet.conv_out.bias, bias + 1.5)  # 0.5 * (b + 1) + 0.5 * (b + 2)
+    loaded = FBDD.from_pretrained(module.export(tmp_path / "export"))
+    torch.testing.assert_close(loaded.unet.conv_out.bias, ema_unet.conv_out.bias, atol=0, rtol=0)
+    assert not torch.equal(loaded.unet.conv_out.bias, module.fbdd.unet.conv_out.bias)

@@ -128,8 +128,11 @@ class FBDDModule(pl.LightningModule):
             return self.fbdd.encode(batch["composite"]), self.fbdd.encode(batch[self.layer])
 
     def _generator(self, batch_idx: int) -> torch.Generator:
-        seed = (self.hparams.noise_seed * 1_000_003 + self.global_step) * 1_009 + batch_idx
-        return torch.Generator(device=self.device).manual_seed(seed * max(1, self.global_rank + 1))
+        """Noise for (seed, optimizer step, batch index, rank): a resumed run draws the same."""
+        seed = (
+            (self.hparams.noise_seed * 1_000_003 + self.global_step) * 1_009 + batch_idx
+        ) * 101 + self.global_rank
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     # -- training --------------------------------------------------------------------------------------
     def loss(self, batch: dict, batch_idx: int = 0) -> torch.Tensor:
