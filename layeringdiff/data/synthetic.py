@@ -54,8 +54,8 @@ def _colour_field(rng: np.random.Generator, size: int, base: np.ndarray) -> np.n
     ramp = ((x * np.cos(theta) + y * np.sin(theta)) / size)[..., None]
     shift = rng.uniform(-40, 40, 3).astype(np.float32)
     # mostly-luminance texture keeps the colour name of the caption true
-    texture = _smooth_noise(rng, size, int(rng.integers(4, 24)), 3) * np.array([0.35, 0.35, 0.35], np.float32)
-    texture = (texture + texture.mean(axis=2, keepdims=True) * 1.0) * np.float32(rng.uniform(15, 45))
+    noise = _smooth_noise(rng, size, int(rng.integers(4, 24)), 3)
+    texture = (np.float32(0.35) * noise + noise.mean(axis=2, keepdims=True)) * np.float32(rng.uniform(15, 45))
     return base.astype(np.float32) + ramp * shift + texture
 
 
