@@ -125,7 +125,12 @@ def run(cfg: DictConfig) -> dict:
             generator = torch.Generator().manual_seed(int(cfg.seed) + zlib.crc32(key.encode()))
             kwargs = {"alpha": sample["alpha"]} if getattr(method, "matting", True) is None else {}
             start = time.perf_counter()
-            pred = method(sample["composite"], sample["trimap"], generator, **kwargs)
+            try:
+                pred = method(sample["composite"], sample["trimap"], generator, **kwargs)
+            except ValueError as e:  # the method cannot handle this input (e.g. no definite foreground)
+                log.warning("table4: %s failed on %s: %s", name, key, e)
+                records.append(name, key, failed=str(e))
+                continue
             seconds = time.perf_counter() - start
             preds[name] = pred
             if not records.done(name, key):
@@ -139,15 +144,20 @@ def run(cfg: DictConfig) -> dict:
             _save_figure_inputs(fig_dir, key, sample, preds)
     rows = []
     for name in methods:
-        recs = list(records.of(name))
-        row = {"method": name, "count": len(recs)}
+        recs = [r for r in records.of(name) if not r.get("failed")]
+        row = {
+            "method": name,
+            "count": len(recs),
+            "failed": sum(1 for r in records.of(name) if r.get("failed")),
+        }
         for col in [c for c, _ in COLUMNS[1:]] + ["seconds"]:
             vals = [r[col] for r in recs if r.get(col) is not None]
             row[col] = sum(vals) / len(vals) if vals else None
         rows.append(row)
     region = "pixels with alpha > 0" if ev.get("mask") == "alpha" else "whole image, all 3 channels"
     notes = (
-        f"Means over {total} test composites ({corrupt} unreadable skipped); values in [0,1], {region}; "
+        f"Means over {total} test composites ({corrupt} unreadable skipped; `failed` = composites a method "
+        f"could not process, left out of its means); values in [0,1], {region}; "
         "SAD = sum |d| / 1e3 per image. `seconds` = method time per composite (not in the paper)."
     )
     write_tables(rows, out, "table4", COLUMNS, "Table 4: layer decomposition vs ground truth", notes=notes)
