@@ -155,8 +155,13 @@ class LayeringDiffPipeline:
         # 1. Check inputs (cheap, before any model runs)
         specs = self.check_inputs(prompt, foreground_indices, image, foregrounds, height, width)
 
+        stages = tqdm(
+            total=(prompt is not None) + 2 * len(specs), desc="stages", disable=not progress, leave=False
+        )
+
         # 2. Generate the composite C_i (text mode) or take the real image
         if prompt is not None:
+            stages.set_postfix_str("generate")
             start = time.perf_counter()
             composite = self.generator(
                 prompt,
@@ -169,19 +174,24 @@ class LayeringDiffPipeline:
                 control_image=control_image,
             )
             timings["generate"] = time.perf_counter() - start
+            stages.update()
         else:
             composite = image.float().cpu().clamp(0, 1)
 
         # 3. Sequential peeling: each foreground is separated from what is left below the previous one
         out = LayeringDiffPipelineOutput(composite=composite, foregrounds=[], alphas=[], background=composite)
         current = composite
-        for k, spec in enumerate(tqdm(specs, desc="layers", disable=not progress or len(specs) < 2), start=1):
+        for k, spec in enumerate(specs, start=1):
+            stages.set_postfix_str(f"foreground {k}")
             start = time.perf_counter()
             fg: ForegroundResult = self.foreground(current, spec)
             timings[f"foreground_{k}"] = time.perf_counter() - start
+            stages.update()
+            stages.set_postfix_str(f"layering {k}")
             start = time.perf_counter()
             f_layer, current = self.layering(current, fg.alpha, generator)
             timings[f"layering_{k}"] = time.perf_counter() - start
+            stages.update()
             out.foregrounds.append(f_layer)
             out.alphas.append(fg.alpha)
             out.trimaps.append(fg.trimap)
@@ -190,6 +200,8 @@ class LayeringDiffPipeline:
             out.scores.append(fg.score)
             out.matting.append(fg.matting)
             log.info("layer %d: %s foreground, %s matting", k, spec.kind(), fg.matting)
+
+        stages.close()
 
         # 4. Return the layers, top-most first
         out.background = current
