@@ -22,6 +22,7 @@ import torch
 from layeringdiff.compose import TRIMAP_BG, TRIMAP_FG, TRIMAP_UNKNOWN, check_trimap, trimap_from_mask
 from layeringdiff.imageio import tensor_to_pil, tensor_to_uint8
 from layeringdiff.pipeline.errors import InputError, NoForegroundError
+from layeringdiff.pipeline.offload import on_device, placement
 from layeringdiff.weights import resolve_pretrained
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ def detection_text(query: str) -> str:
     return ". ".join(phrases) + "."
 
 
+def to_model(inputs, device: torch.device, dtype: torch.dtype) -> dict:
+    """Processor outputs onto the model's device; floating tensors in the model's dtype (bf16/fp16)."""
+    return {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in inputs.items()}
+
+
 @dataclass
 class Detections:
     """Boxes (N, 4) as pixel x0, y0, x1, y1, their scores (N,) sorted best first, and labels."""
@@ -51,16 +57,21 @@ class Detections:
 class GroundingDetector:
     """Grounding DINO (transformers) as a text-prompted box detector."""
 
-    def __init__(self, model, processor, device: str | torch.device = "cpu"):
+    def __init__(self, model, processor, device: str | torch.device = "cpu", offload: bool = False):
         self.model, self.processor, self.device = model.eval(), processor, torch.device(device)
+        self.offload = offload
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, device="cpu", dtype=torch.float32) -> GroundingDetector:
+    def from_pretrained(
+        cls, name_or_path: str, device="cpu", dtype=torch.float32, offload: bool = False
+    ) -> GroundingDetector:
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
         path = resolve_pretrained(name_or_path, "Grounding DINO")
-        model = GroundingDinoForObjectDetection.from_pretrained(path, dtype=dtype).to(device)
-        return cls(model, AutoProcessor.from_pretrained(path), device)
+        model = GroundingDinoForObjectDetection.from_pretrained(path, dtype=dtype).to(
+            placement(device, offload)
+        )
+        return cls(model, AutoProcessor.from_pretrained(path), device, offload)
 
     @torch.no_grad()
     def __call__(
@@ -69,10 +80,9 @@ class GroundingDetector:
         """Detect ``text`` in ``image`` (3, H, W); keep boxes scoring above ``box_threshold``."""
         h, w = image.shape[-2:]
         inputs = self.processor(images=tensor_to_pil(image), text=detection_text(text), return_tensors="pt")
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        outputs = self.model(**inputs)
+        inputs = to_model(inputs, self.device, self.model.dtype)
+        with on_device(self.model, self.device, self.offload):
+            outputs = self.model(**inputs)
         best = float(torch.sigmoid(outputs.logits.float()).max()) if outputs.logits.numel() else 0.0
         result = self.processor.post_process_grounded_object_detection(
             outputs,
@@ -92,16 +102,19 @@ class GroundingDetector:
 class SamSegmenter:
     """SAM (transformers) turning a box into a single binary mask."""
 
-    def __init__(self, model, processor, device: str | torch.device = "cpu"):
+    def __init__(self, model, processor, device: str | torch.device = "cpu", offload: bool = False):
         self.model, self.processor, self.device = model.eval(), processor, torch.device(device)
+        self.offload = offload
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, device="cpu", dtype=torch.float32) -> SamSegmenter:
+    def from_pretrained(
+        cls, name_or_path: str, device="cpu", dtype=torch.float32, offload: bool = False
+    ) -> SamSegmenter:
         from transformers import SamModel, SamProcessor
 
         path = resolve_pretrained(name_or_path, "SAM")
-        model = SamModel.from_pretrained(path, dtype=dtype).to(device)
-        return cls(model, SamProcessor.from_pretrained(path), device)
+        model = SamModel.from_pretrained(path, dtype=dtype).to(placement(device, offload))
+        return cls(model, SamProcessor.from_pretrained(path), device, offload)
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor, box: list[float]) -> torch.Tensor:
@@ -123,16 +136,19 @@ class SamSegmenter:
 class VitMatteMatting:
     """ViTMatte (transformers): image + trimap -> alpha."""
 
-    def __init__(self, model, processor, device: str | torch.device = "cpu"):
+    def __init__(self, model, processor, device: str | torch.device = "cpu", offload: bool = False):
         self.model, self.processor, self.device = model.eval(), processor, torch.device(device)
+        self.offload = offload
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, device="cpu", dtype=torch.float32) -> VitMatteMatting:
+    def from_pretrained(
+        cls, name_or_path: str, device="cpu", dtype=torch.float32, offload: bool = False
+    ) -> VitMatteMatting:
         from transformers import VitMatteForImageMatting, VitMatteImageProcessor
 
         path = resolve_pretrained(name_or_path, "ViTMatte")
-        model = VitMatteForImageMatting.from_pretrained(path, dtype=dtype).to(device)
-        return cls(model, VitMatteImageProcessor.from_pretrained(path), device)
+        model = VitMatteForImageMatting.from_pretrained(path, dtype=dtype).to(placement(device, offload))
+        return cls(model, VitMatteImageProcessor.from_pretrained(path), device, offload)
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor, trimap: torch.Tensor) -> torch.Tensor:
@@ -146,7 +162,8 @@ class VitMatteMatting:
             images=tensor_to_pil(image), trimaps=Image.fromarray(tri, "L"), return_tensors="pt"
         )
         pixel_values = inputs["pixel_values"].to(self.device, self.model.dtype)
-        alphas = self.model(pixel_values=pixel_values).alphas
+        with on_device(self.model, self.device, self.offload):
+            alphas = self.model(pixel_values=pixel_values).alphas
         return alphas[0, :, :h, :w].float().cpu().clamp(0, 1)  # the processor pads to a multiple of 32
 
 
@@ -308,15 +325,19 @@ class ForegroundDetermination:
         vitmatte: str | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        offload: bool = False,
         **kwargs,
     ) -> ForegroundDetermination:
-        """Load the components named by local folders / cached HF ids; ``None`` leaves one out."""
+        """Load the components named by local folders / cached HF ids; ``None`` leaves one out.
+
+        Args:
+            offload: keep the models in CPU memory and move each to ``device`` only while it runs.
+        """
+        load = {"device": device, "dtype": dtype, "offload": offload}
         return cls(
-            detector=GroundingDetector.from_pretrained(grounding_dino, device, dtype)
-            if grounding_dino
-            else None,
-            segmenter=SamSegmenter.from_pretrained(sam, device, dtype) if sam else None,
-            matting=VitMatteMatting.from_pretrained(vitmatte, device, dtype) if vitmatte else None,
+            detector=GroundingDetector.from_pretrained(grounding_dino, **load) if grounding_dino else None,
+            segmenter=SamSegmenter.from_pretrained(sam, **load) if sam else None,
+            matting=VitMatteMatting.from_pretrained(vitmatte, **load) if vitmatte else None,
             **kwargs,
         )
 

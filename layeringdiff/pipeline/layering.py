@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from layeringdiff.pipeline.baselines import SD2Inpainter, germer_foreground_background, inpaint_opencv
+from layeringdiff.pipeline.offload import on_device, placement
 from layeringdiff.weights import resolve_pretrained
 
 
@@ -110,6 +111,7 @@ class LayeringDiffLayering:
             ``size_multiple`` (VAE factor x UNet downsampling).
         scheduler: FBDD sampler (``None`` = DDIM, or "ddim" | "dpmsolver++" | "ddpm" | "euler").
         project: make the layers re-composite to the input exactly (off: the paper's raw output).
+        device: where the networks run; offload: keep them in CPU memory between uses.
     """
 
     name = "layeringdiff"
@@ -125,6 +127,7 @@ class LayeringDiffLayering:
         scheduler: str | None = None,
         project: bool = False,
         device: str | torch.device = "cpu",
+        offload: bool = False,
     ):
         if multiple is None:
             multiple = max(getattr(m, "size_multiple", 64) for m in (fbdd_foreground, fbdd_background))
@@ -136,7 +139,7 @@ class LayeringDiffLayering:
             ban,
         )
         self.num_inference_steps, self.multiple, self.project = num_inference_steps, multiple, project
-        self.device = torch.device(device)
+        self.device, self.offload = torch.device(device), offload
 
     @classmethod
     def from_pretrained(
@@ -147,6 +150,7 @@ class LayeringDiffLayering:
         ban: str | None = None,
         device="cpu",
         dtype=torch.float32,
+        offload: bool = False,
         **kwargs,
     ) -> LayeringDiffLayering:
         """Load the exported FBDD / HFA folders (``save_pretrained`` layout)."""
@@ -159,21 +163,23 @@ class LayeringDiffLayering:
             "HFA BAN": ban,
         }
         resolved = {k: resolve_pretrained(v, k, required=()) if v else None for k, v in paths.items()}
+        place = placement(device, offload)
 
         def load_hfa(path):
             if path is None:
                 return None
             from layeringdiff.models.hfa import HFANet
 
-            net = HFANet.from_pretrained(path).to(device=device).eval()
+            net = HFANet.from_pretrained(path).to(device=place).eval()
             return net if dtype == torch.float32 else net.to(dtype)
 
         return cls(
-            FBDD.from_pretrained(resolved["FBDD foreground"]).to(device=device, dtype=dtype).eval(),
-            FBDD.from_pretrained(resolved["FBDD background"]).to(device=device, dtype=dtype).eval(),
+            FBDD.from_pretrained(resolved["FBDD foreground"]).to(device=place, dtype=dtype).eval(),
+            FBDD.from_pretrained(resolved["FBDD background"]).to(device=place, dtype=dtype).eval(),
             load_hfa(resolved["HFA FAN"]),
             load_hfa(resolved["HFA BAN"]),
             device=device,
+            offload=offload,
             **kwargs,
         )
 
@@ -200,12 +206,13 @@ class LayeringDiffLayering:
             ("background", self.fbdd_background, self.ban),
         ):
             dtype = next(fbdd.parameters()).dtype
-            coarse = fbdd.decompose(
-                c.to(dtype), a.to(dtype), num_inference_steps=self.num_inference_steps,
-                generator=generator, scheduler=self.scheduler,
-            )  # fmt: skip
-            coarse = coarse.float()
-            layers[layer] = refine(hfa, c, a, coarse, layer=layer) if hfa is not None else coarse
+            with on_device(fbdd, self.device, self.offload):
+                coarse = fbdd.decompose(
+                    c.to(dtype), a.to(dtype), num_inference_steps=self.num_inference_steps,
+                    generator=generator, scheduler=self.scheduler,
+                ).float()  # fmt: skip
+            with on_device(hfa, self.device, self.offload):
+                layers[layer] = refine(hfa, c, a, coarse, layer=layer) if hfa is not None else coarse
         fg = layers["foreground"][0, :, :h, :w].float().cpu().clamp(0, 1)
         bg = layers["background"][0, :, :h, :w].float().cpu().clamp(0, 1)
         if self.project:

@@ -209,8 +209,9 @@ def build_pipeline(cfg: DictConfig, text_mode: bool, device: torch.device, dtype
     generator = None
     if text_mode:
         generator = instantiate(cfg.pipeline.generator, device=device, dtype=dtype, offload=cfg.offload)
-    foreground = instantiate(cfg.pipeline.foreground, device=device, dtype=dtype)
-    layering = instantiate(cfg.pipeline.backends[cfg.backend], device=device, dtype=layering_dtype)
+    foreground = instantiate(cfg.pipeline.foreground, device=device, dtype=dtype, offload=cfg.offload)
+    extra = {"offload": cfg.offload} if cfg.backend == "layeringdiff" else {}
+    layering = instantiate(cfg.pipeline.backends[cfg.backend], device=device, dtype=layering_dtype, **extra)
     pipe = LayeringDiffPipeline(foreground=foreground, layering=layering, generator=generator)
     pipe.set_progress_bar(bool(cfg.progress))
     return pipe
