@@ -191,3 +191,23 @@ def test_check_inputs_text_mode(tiny):
     ]:
         with pytest.raises(InputError, match=match):
             pipe(**kwargs)
+
+
+def test_layeringdiff_backend_fbdd_then_hfa(tiny):
+    """Tiny FBDD + HFA exports: odd sizes are padded and cropped back, HFA copies the composite
+    through where the layer is known, the same seed gives the same layers, projection is exact."""
+    layering = tiny["layeringdiff"]
+    g = torch.Generator().manual_seed(0)
+    image, alpha = torch.rand(3, 36, 44, generator=g), torch.rand(1, 36, 44, generator=g)
+    alpha[:, :8], alpha[:, 8:16] = 1.0, 0.0
+    fg, bg = layering(image, alpha, torch.Generator().manual_seed(0))
+    assert fg.shape == bg.shape == (3, 36, 44)
+    assert torch.equal(fg[:, :8], image[:, :8]) and torch.equal(bg[:, 8:16], image[:, 8:16])
+    fg2, _ = layering(image, alpha, torch.Generator().manual_seed(0))
+    assert torch.equal(fg, fg2)
+    layering.project = True
+    try:
+        pf, pb = layering(image, alpha, torch.Generator().manual_seed(0))
+    finally:
+        layering.project = False
+    assert (alpha * pf + (1 - alpha) * pb - image).abs().max() < 1e-5
