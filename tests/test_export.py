@@ -113,6 +113,10 @@ def test_existing_or_unwritable_folder_fails_before_writing(tmp_path):
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(PermissionError, match="cannot create"):
         save_decomposition(tmp_path / "a_file" / "out", comp, bg, fgs, alphas, {})
+
+
+def test_read_only_folder_is_refused(tmp_path):
+    bg, fgs, alphas, comp = layers(1)
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)

@@ -183,3 +183,16 @@ def test_bad_foreground_inputs(spec, match):
     with pytest.raises(InputError, match=match) as e:
         ForegroundDetermination()(torch.rand(3, 64, 64), spec)
     assert "\n" not in str(e.value)
+
+
+def test_empty_segmentation_falls_back_to_the_box():
+    class EmptySam:
+        def __call__(self, image, box):
+            return torch.zeros(1, *image.shape[-2:])
+
+    image, alpha = smooth_scene(96)
+    fd = ForegroundDetermination(segmenter=EmptySam(), kernel_size=3, erode_iterations=2, dilate_iterations=2)
+    result = fd(image, ForegroundSpec(box=[20, 24, 70, 76]))
+    expected = torch.zeros(1, 96, 96)
+    expected[:, 24:76, 20:70] = 1
+    assert torch.equal(result.mask, expected)
