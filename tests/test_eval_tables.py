@@ -38,7 +38,7 @@ def write_outputs(root: Path, n: int, seed: int, size: int = 32) -> Path:
 
 def test_table2_values_and_files(tmp_path):
     ours = write_outputs(tmp_path / "ours", 3, 0)
-    cfg = compose_eval(tmp_path / "run", [f"+eval.methods.ours={ours}", "eval=table2"])
+    cfg = compose_eval(tmp_path / "run", [f"+eval.methods.ours={ours}", "eval=table2", "logger=csv"])
     result = evaluate(cfg)
     assert result["ours/occupancy"] == pytest.approx(100 * 128 / 1024)
     assert result["ours/longest_span"] == pytest.approx(50.0)
@@ -49,6 +49,16 @@ def test_table2_values_and_files(tmp_path):
     assert rows[0]["vertical_center_std"] == pytest.approx(100 * np.std([0, 1, 2]) / 32)
     assert (tmp_path / "run" / "table2_histograms.png").is_file()
     assert "±" in (tmp_path / "run" / "table2.md").read_text()
+    logged = list((tmp_path / "run" / "csv").rglob("metrics.csv"))
+    assert logged and "table2/ours/occupancy" in logged[0].read_text()
+
+
+def test_table2_wandb_offline(tmp_path):
+    ours = write_outputs(tmp_path / "ours", 2, 0)
+    cfg = compose_eval(tmp_path / "run", [f"+eval.methods.ours={ours}", "eval=table2", "logger=wandb"])
+    evaluate(cfg)
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert runs and list(runs[0].rglob("*.wandb"))
 
 
 def test_table1_tiny_extractors_and_compare(tmp_path):

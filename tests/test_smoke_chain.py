@@ -23,7 +23,8 @@ def test_smoke_chain_produces_every_table(tmp_path):
         text=True,
         timeout=600,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    (tmp_path / "smoke.log").write_text(result.stdout + result.stderr)
     ev = tmp_path / "smoke" / "eval"
     for table in ("table1", "table2", "table4"):
         for suffix in ("md", "csv", "json"):
