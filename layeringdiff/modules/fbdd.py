@@ -223,8 +223,8 @@ class FBDDModule(pl.LightningModule):
             composite_latents=None if cached is None else cached[:n] * self.fbdd.scaling_factor,
         )
         self._val_count += n
-        self.log("val/mad", (layer - gt).abs().mean(), batch_size=n)
-        self.log("val/mse", ((layer - gt) ** 2).mean(), batch_size=n)
+        self.log("val/mad", (layer - gt).abs().mean(), batch_size=n, sync_dist=True)
+        self.log("val/mse", ((layer - gt) ** 2).mean(), batch_size=n, sync_dist=True)
         self._val_images.append({"composite": comp, "alpha": alpha, "layer": layer, "gt": gt})
 
     def on_validation_epoch_end(self) -> None:
