@@ -39,4 +39,5 @@ def test_smoke_chain_produces_every_table(tmp_path):
         assert row["count"] + row["failed"] == 4
         assert row["fg_sad"] is None or abs(row["fg_sad"] - row["fg_mad"] * 64 * 64 * 3 / 1e6) < 1e-9
     t1 = json.loads((ev / "table1" / "table1.json").read_text())["rows"][0]
-    assert t1["count"] == 2 and t1["fg_fid"] >= 0 and 0 <= t1["fg_miou"] <= 100
+    assert t1["count"] == 2 and t1["fg_fid"] >= 0
+    assert t1.get("fg_miou") is None or 0 <= t1["fg_miou"] <= 100
