@@ -50,6 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None if cuda else 1,
         help="CPU threads (1 on CPU: steady on a shared machine)",
     )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="CPU: run all configurations in this process (peak memory then not per configuration)",
+    )
     p.add_argument("--json", default=None, help="also write the rows here")
     return p.parse_args(argv)
 
@@ -160,8 +165,9 @@ def main(argv=None) -> list[dict]:
         args.tiny_dir = tempfile.mkdtemp(prefix="bench_fbdd_")
     args.threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    fbdd = None if on_cpu else _fresh_model(args)
-    pool = multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) if on_cpu else None
+    isolate = on_cpu and not args.in_process
+    fbdd = None if isolate else _fresh_model(args)
+    pool = multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) if isolate else None
     device_name = (
         torch.cuda.get_device_name()
         if args.device.startswith("cuda")
