@@ -145,3 +145,23 @@ def test_write_tables_md_csv_json(tmp_path):
     assert read_table(paths["json"])["rows"] == rows
     assert json.loads(paths["json"].read_text())["columns"][1] == {"key": "mad", "header": "MAD"}
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_layer_iou_with_constructed_segmenter():
+    from layeringdiff.metrics.miou import layer_iou
+
+    alpha = np.zeros((8, 8), np.float32)
+    alpha[2:6, 2:6] = 0.9  # 16 px
+    alpha[0, 0] = 0.5  # not foreground (> 0.5 is)
+    prompts = []
+
+    def segment(image, prompt):
+        prompts.append(prompt)
+        m = np.zeros((8, 8), bool)
+        m[2:6, 4:8] = True  # 16 px, 8 shared
+        return m
+
+    layer = Image.new("RGB", (8, 8))
+    assert layer_iou(segment, layer, "a cat", alpha) == pytest.approx(8 / 24)
+    assert layer_iou(lambda im, p: None, layer, "a cat", alpha) == 0.0
+    assert prompts == ["a cat"]
