@@ -260,3 +260,35 @@ def test_ema_weights_are_used_for_sampling_and_export(repo, null_cache, tmp_path
     loaded = FBDD.from_pretrained(module.export(tmp_path / "export"))
     torch.testing.assert_close(loaded.unet.conv_out.bias, ema_unet.conv_out.bias, atol=0, rtol=0)
     assert not torch.equal(loaded.unet.conv_out.bias, module.fbdd.unet.conv_out.bias)
+
+
+def test_validation_grid_shows_both_layers_with_a_companion(repo, null_cache, fbdd, tmp_path):
+    from layeringdiff.modules.fbdd import layer_grid
+
+    companion = fbdd.save_pretrained(tmp_path / "fg_export")  # a foreground model
+    module = FBDDModule(
+        str(repo),
+        layer="background",
+        null_prompt_cache=str(null_cache),
+        val_companion=str(companion),
+        val_steps=2,
+    )
+    composite, alpha = inputs(size=32)
+    batch = {
+        "composite": composite,
+        "alpha": alpha,
+        "foreground": composite.flip(1),
+        "background": composite.flip(2),
+    }
+    module.on_validation_epoch_start()
+    module.validation_step(batch, 0)
+    row = module._val_images[0]
+    expected_fg = fbdd.decompose(composite, alpha, 2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(row["foreground_hat"], expected_fg, atol=0, rtol=0)
+    grid = layer_grid(module._val_images)  # 2 rows x 6 tiles of 32 px, 2 px padding
+    assert grid.shape == (3, 2 + 2 * 34, 2 + 6 * 34)
+    torch.testing.assert_close(grid[:, 2:34, 2 + 3 * 34 : 34 + 3 * 34], row["background_hat"][0])
+    with pytest.raises(FBDDInputError, match="other layer"):
+        FBDDModule(
+            str(repo), layer="foreground", null_prompt_cache=str(null_cache), val_companion=str(companion)
+        )

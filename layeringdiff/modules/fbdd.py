@@ -50,6 +50,8 @@ class FBDDModule(pl.LightningModule):
         val_steps: sampler steps in validation.
         val_max_images: validation images sampled per validation run (first batches only).
         val_seed: seed of the validation noise.
+        val_companion: an exported FBDD of the OTHER layer (e.g. the finished foreground model while
+            training the background one); when set, validation grids show both F_hat and B_hat.
         export_vae: copy the VAE into the export folder (else reference the base repo).
         fbdd: an already built model (random-init real architecture in the slow test and benchmark);
             ``pretrained`` and the other build arguments are then unused.
@@ -74,6 +76,7 @@ class FBDDModule(pl.LightningModule):
         val_steps: int = 20,
         val_max_images: int = 4,
         val_seed: int = 0,
+        val_companion: str | None = None,
         export_vae: bool = True,
         fbdd: FBDD | None = None,
     ) -> None:
@@ -105,6 +108,12 @@ class FBDDModule(pl.LightningModule):
             self.ema = AveragedModel(self.fbdd.unet, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
             self.ema.requires_grad_(False)
         self._ema_step = -1
+        # Not a submodule: it is neither trained nor saved in checkpoints.
+        self._companion = [FBDD.from_pretrained(val_companion).eval()] if val_companion else []
+        if self._companion and self._companion[0].layer == layer:
+            raise FBDDInputError(
+                f"val_companion {val_companion} produces {layer} too; it must be the other layer"
+            )
         self._val_images: list[dict[str, torch.Tensor]] = []
 
     # -- data ------------------------------------------------------------------------------------------
@@ -212,20 +221,26 @@ class FBDDModule(pl.LightningModule):
             return
         n = min(budget, batch["alpha"].shape[0])
         comp, alpha, gt = batch["composite"][:n], batch["alpha"][:n], batch[self.layer][:n]
-        gen = torch.Generator(device=self.device).manual_seed(self.hparams.val_seed + batch_idx)
         cached = batch.get("latent_composite")
-        layer = self.sampling_model().decompose(
-            comp,
-            alpha,
+        sample = dict(
             num_inference_steps=self.hparams.val_steps,
-            generator=gen,
             scheduler=self.hparams.val_scheduler,
             composite_latents=None if cached is None else cached[:n] * self.fbdd.scaling_factor,
         )
+        seed = self.hparams.val_seed + batch_idx
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        layers = {self.layer: self.sampling_model().decompose(comp, alpha, generator=gen, **sample)}
+        for other in self._companion:
+            other.to(self.device)
+            gen = torch.Generator(device=self.device).manual_seed(seed)
+            layers[other.layer] = other.decompose(comp, alpha, generator=gen, **sample)
         self._val_count += n
-        self.log("val/mad", (layer - gt).abs().mean(), batch_size=n, sync_dist=True)
-        self.log("val/mse", ((layer - gt) ** 2).mean(), batch_size=n, sync_dist=True)
-        self._val_images.append({"composite": comp, "alpha": alpha, "layer": layer, "gt": gt})
+        pred = layers[self.layer]
+        self.log("val/mad", (pred - gt).abs().mean(), batch_size=n, sync_dist=True)
+        self.log("val/mse", ((pred - gt) ** 2).mean(), batch_size=n, sync_dist=True)
+        row = {"composite": comp, "alpha": alpha, "foreground": batch["foreground"][:n]}
+        row.update(background=batch["background"][:n], **{f"{k}_hat": v for k, v in layers.items()})
+        self._val_images.append(row)
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_images or self.trainer.sanity_checking:
@@ -243,15 +258,25 @@ class FBDDModule(pl.LightningModule):
 
 
 def layer_grid(rows: list[dict[str, torch.Tensor]]) -> torch.Tensor:
-    """One row per image: composite | alpha | predicted layer | ground-truth layer | |error| (3, H', W')."""
+    """One row per image: composite | alpha | F_hat | B_hat | F | B (ground truth), as (3, H', W').
+
+    A layer no model predicted (the other layer, without ``val_companion``) is a grey tile.
+    """
     from torchvision.utils import make_grid
 
     tiles = []
     for r in rows:
-        err = (r["layer"] - r["gt"]).abs()
-        for i in range(r["alpha"].shape[0]):
-            tiles += [r["composite"][i], r["alpha"][i].expand(3, -1, -1), r["layer"][i], r["gt"][i], err[i]]
-    return make_grid(torch.stack([t.detach().float().cpu() for t in tiles]), nrow=5, padding=2, pad_value=1.0)
+        blank = torch.full_like(r["composite"], 0.5)
+        columns = [r["composite"], r["alpha"].expand(-1, 3, -1, -1)]
+        columns += [
+            r.get("foreground_hat", blank),
+            r.get("background_hat", blank),
+            r["foreground"],
+            r["background"],
+        ]
+        for i in range(r["composite"].shape[0]):
+            tiles += [c[i] for c in columns]
+    return make_grid(torch.stack([t.detach().float().cpu() for t in tiles]), nrow=6, padding=2, pad_value=1.0)
 
 
 def log_grid(module: pl.LightningModule, grid: torch.Tensor, name: str) -> Path:
