@@ -210,6 +210,16 @@ def test_null_prompt_cached_so_text_encoder_is_not_needed(repo, null_cache, tmp_
     shutil.copy(src, cache / "sd2.safetensors")
     with pytest.raises(MissingWeightsError):
         FBDD.from_sd2_inpainting(partial, "background", null_prompt_cache=cache)
+    # the same embedding cached for this repo: no text encoder or tokenizer is loaded
+    from safetensors.torch import load_file, save_file
+
+    embeds = load_file(str(src))["prompt_embeds"]
+    save_file(
+        {"prompt_embeds": embeds}, cache / "sd2.safetensors", metadata={"pretrained": str(partial.resolve())}
+    )
+    shutil.rmtree(partial / "tokenizer")
+    model = FBDD.from_sd2_inpainting(partial, "background", null_prompt_cache=cache)
+    torch.testing.assert_close(model.null_prompt_embeds, embeds, atol=0, rtol=0)
 
 
 def test_missing_and_partial_weights_fail_with_one_line(repo, tmp_path):
