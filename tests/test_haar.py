@@ -115,3 +115,19 @@ def test_shape_checks():
         haar_highfreq_loss(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 6))
     with pytest.raises(ValueError, match="levels"):
         haar_highfreq_loss(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), levels=0)
+
+
+def test_half_precision_and_strided_inputs():
+    g = torch.Generator().manual_seed(7)
+    pred, target = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
+    ref = haar_highfreq_loss(pred, target)
+    half = pred.bfloat16().requires_grad_()
+    loss = haar_highfreq_loss(half, target.bfloat16())
+    assert loss.dtype == torch.float32  # accumulated in float32
+    torch.testing.assert_close(loss, ref, rtol=2e-2, atol=0)
+    loss.backward()
+    assert half.grad.dtype == torch.bfloat16
+    strided = pred.transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, other strides
+    torch.testing.assert_close(haar_highfreq_loss(strided, target), ref)
+    channels_last = pred.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(haar_highfreq_loss(channels_last, target), ref)
