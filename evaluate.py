@@ -17,14 +17,23 @@ from omegaconf import DictConfig
 from layeringdiff.tasks.evaluate import evaluate
 from layeringdiff.weights import MissingWeightsError
 
+EXPECTED = (MissingWeightsError, FileNotFoundError, ValueError)
+
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate.yaml")
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except (MissingWeightsError, FileNotFoundError, ValueError) as e:
-        logging.getLogger("evaluate").error("%s", e)
-        sys.exit(f"error: {e}")
+    except Exception as e:
+        # Bad input or missing weights: one line and a non-zero exit (Hydra wraps errors raised
+        # while building a method, so look at the cause chain).
+        cause = e
+        while not isinstance(cause, EXPECTED) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if not isinstance(cause, EXPECTED):
+            raise
+        logging.getLogger("evaluate").error("%s", cause)
+        sys.exit(f"error: {cause}")
 
 
 if __name__ == "__main__":
