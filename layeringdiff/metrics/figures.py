@@ -53,7 +53,9 @@ def histograms(
         draw.text((x0 + pad, top + h + 2), "0", fill="black")
         draw.text((x0 + pad + w - 18, top + h + 2), "100", fill="black")
     for i, m in enumerate(methods):
-        draw.text((pad, panel + top - 4 + 14 * i), f"— {m}", fill=PALETTE[i % len(PALETTE)])
+        y = panel + top - 4 + 14 * i
+        draw.line([(pad, y + 6), (pad + 16, y + 6)], fill=PALETTE[i % len(PALETTE)], width=2)
+        draw.text((pad + 20, y), m, fill=PALETTE[i % len(PALETTE)])
     return _save(img, path)
 
 
