@@ -44,8 +44,8 @@ class HFAModule(pl.LightningModule):
         input_mode: "sidecar" (FBDD outputs cached beside the data) or "degrade" (synthesised).
         degrade_seed: seed of the degrade mode (train: + step; val: + sample key).
         copy_threshold: see :func:`layeringdiff.models.hfa.copy_through`.
-        lpips: "off", "random" (random AlexNet trunk: cheap, not the real metric) or "auto"
-            (the real trunk when torchvision's AlexNet file is present, else random, with a warning).
+        lpips: "auto" (the real AlexNet trunk when torchvision's file is present, else a random
+            trunk, with a warning in the log) or "off".
         num_grid_images: validation images shown in the grid.
     """
 
@@ -71,8 +71,8 @@ class HFAModule(pl.LightningModule):
             raise ValueError(f"HFAModule(layer={layer!r}) got a net configured for {net.config.layer!r}")
         if input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
-        if lpips not in ("off", "random", "auto"):
-            raise ValueError(f"lpips must be off|random|auto, got {lpips!r}")
+        if lpips not in ("off", "auto"):
+            raise ValueError(f"lpips must be auto|off, got {lpips!r}")
         self.val_metrics = torch.nn.ModuleDict(
             {f"{m}{r}": MeanMetric() for r in REGIONS[self.layer] for m in ("mad", "mse")}
         )
@@ -135,18 +135,17 @@ class HFAModule(pl.LightningModule):
 
     # -- validation --------------------------------------------------------------------------------
     def lpips_metric(self):
-        """LPIPS x1e2 (layeringdiff.metrics.lpips_metric), built on first use."""
+        """LPIPS x1e2 (layeringdiff.metrics.lpips_metric), built on first use.
+
+        The real AlexNet trunk when torchvision's file is present, else a random trunk, which
+        LPIPSMetric announces with a warning in the log (then the numbers are not the metric).
+        Built under a forked RNG so a random trunk does not shift the training randomness.
+        """
         if self._lpips is None:
             from layeringdiff.metrics.lpips_metric import LPIPSMetric
 
-            if self.hparams.lpips == "random":
-                log.warning(
-                    "HFA validation LPIPS uses a RANDOM AlexNet trunk (lpips=random): not the real metric"
-                )
-                metric = LPIPSMetric(alexnet_weights=os.devnull + "-absent", allow_random_backbone=True)
-            else:
-                metric = LPIPSMetric(allow_random_backbone=True)  # warns itself when it falls back
-            self._lpips = metric.to(self.device)
+            with torch.random.fork_rng(devices=[]):
+                self._lpips = LPIPSMetric(allow_random_backbone=True).to(self.device)
         return self._lpips
 
     def on_validation_epoch_start(self) -> None:
