@@ -128,3 +128,12 @@ def test_fan_and_ban_overfit_one_batch(layer):
         loss.backward()
         opt.step()
     assert loss.item() < 0.35 * first, (first, loss.item())  # measured ~0.22 (FAN), ~0.12 (BAN)
+
+
+def test_refine_with_a_low_precision_net_still_copies_exactly():
+    b = batch_of(1, size=16)
+    net = tiny_net("foreground", residual=False).to(torch.bfloat16)
+    out = refine(net, b["composite"], b["alpha"], b["foreground"])
+    assert out.dtype == torch.float32
+    known = (b["alpha"] >= 1 - COPY_THRESHOLD).expand_as(out)
+    assert known.any() and torch.equal(out[known], b["composite"][known])

@@ -74,6 +74,22 @@ def test_hfa_smoke_trains_and_exports_a_loadable_model(tmp_path):
     x = torch.rand(1, 3, 24, 24)
     alpha = torch.zeros(1, 1, 24, 24)
     assert torch.equal(refine(net, x, alpha, torch.rand(1, 3, 24, 24)), x)
+    # checkpoints load weights-only, hold the net but not the LPIPS trunk, and resume
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["global_step"] == 4 and not any("lpips" in k for k in ckpt["state_dict"])
+    cfg = compose_train(
+        tmp_path / "resumed",
+        [
+            "experiment=hfa_smoke",
+            "trainer.max_steps=6",
+            "trainer.val_check_interval=2",
+            "callbacks.model_checkpoint.every_n_train_steps=2",
+            f"ckpt_path={tmp_path / 'run'}",
+        ],
+    )
+    train(cfg)
+    resumed = torch.load(tmp_path / "resumed" / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == 6
 
 
 def test_cache_degrade_mode_resumes_and_feeds_training(tmp_path):

@@ -185,9 +185,10 @@ def refine(
     if layer != normalize_layer(net.config.layer):
         raise ValueError(f"refine: asked for the {layer} layer but the net is trained for {net.config.layer}")
     dtype = next(net.parameters()).dtype
-    args = [t.to(net.device, dtype) for t in (composite, alpha, fbdd_layer)]
-    out = net(*args).clamp(0, 1)
-    return copy_through(out, args[0], args[1], layer, threshold)
+    out = net(*(t.to(net.device, dtype) for t in (composite, alpha, fbdd_layer)))
+    # copy from the caller's composite (not a low-precision cast of it): the copy stays exact
+    composite, alpha = composite.to(net.device), alpha.to(net.device)
+    return copy_through(out.to(composite.dtype).clamp(0, 1), composite, alpha, layer, threshold)
 
 
 def degrade_like_fbdd(

@@ -42,7 +42,7 @@ class HFAModule(pl.LightningModule):
         haar_weight: lambda of the BAN loss (0.2 in the paper); unused for FAN.
         haar_levels: Haar scales of L_H (3 in the paper).
         input_mode: "sidecar" (FBDD outputs cached beside the data) or "degrade" (synthesised).
-        degrade_seed: seed of the degrade mode (train: + step; val: + sample key).
+        degrade_seed: seed of the degrade mode (train: + step + sample keys; val: + sample keys).
         copy_threshold: see :func:`layeringdiff.models.hfa.copy_through`.
         lpips: "auto" (the real AlexNet trunk when torchvision's file is present, else a random
             trunk, with a warning in the log) or "off".
@@ -64,7 +64,9 @@ class HFAModule(pl.LightningModule):
         num_grid_images: int = 4,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        # Partial optimizer / scheduler objects stay out of the checkpoint (it must load weights-only).
+        self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"], logger=False)
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.net = net
         self.layer = normalize_layer(layer)
         if normalize_layer(net.config.layer) != self.layer:
@@ -78,7 +80,7 @@ class HFAModule(pl.LightningModule):
         )
         if lpips != "off":
             self.val_metrics["lpips"] = MeanMetric()
-        self._lpips = None  # built lazily, kept out of the state dict
+        self._lpips: list = []  # built lazily; a list keeps it out of the state dict and checkpoints
         self._grid_rows: list[dict[str, torch.Tensor]] = []
 
     # -- inputs and forward ------------------------------------------------------------------------
@@ -93,7 +95,7 @@ class HFAModule(pl.LightningModule):
                 )
             return batch[name]
         if stage == "train":  # fresh degradations every step, reproducible from the seed
-            seed = stable_seed(self.hparams.degrade_seed, "train", self.global_step)
+            seed = stable_seed(self.hparams.degrade_seed, "train", self.global_step, *batch["key"])
         else:  # the same inputs at every validation
             seed = stable_seed(self.hparams.degrade_seed, stage, *batch["key"])
         gen = torch.Generator().manual_seed(seed)
@@ -123,14 +125,14 @@ class HFAModule(pl.LightningModule):
         return losses["loss"]
 
     def configure_optimizers(self):
-        if self.hparams.optimizer is None:
+        if self.optimizer is None:
             raise ValueError("HFAModule needs an optimizer (model.optimizer in the config)")
-        opt = self.hparams.optimizer(params=self.net.parameters())
-        if self.hparams.lr_scheduler is None:
+        opt = self.optimizer(params=self.net.parameters())
+        if self.lr_scheduler is None:
             return opt
         return {
             "optimizer": opt,
-            "lr_scheduler": {"scheduler": self.hparams.lr_scheduler(optimizer=opt), "interval": "step"},
+            "lr_scheduler": {"scheduler": self.lr_scheduler(optimizer=opt), "interval": "step"},
         }
 
     # -- validation --------------------------------------------------------------------------------
@@ -141,12 +143,12 @@ class HFAModule(pl.LightningModule):
         LPIPSMetric announces with a warning in the log (then the numbers are not the metric).
         Built under a forked RNG so a random trunk does not shift the training randomness.
         """
-        if self._lpips is None:
+        if not self._lpips:
             from layeringdiff.metrics.lpips_metric import LPIPSMetric
 
             with torch.random.fork_rng(devices=[]):
-                self._lpips = LPIPSMetric(allow_random_backbone=True).to(self.device)
-        return self._lpips
+                self._lpips.append(LPIPSMetric(allow_random_backbone=True))
+        return self._lpips[0].to(self.device)
 
     def on_validation_epoch_start(self) -> None:
         self._grid_rows = []
