@@ -66,6 +66,9 @@ def test_smoke_trains_exports_and_resumes_exactly(tmp_path):
     assert layer.shape == (1, 3, 64, 64) and fbdd.layer == "foreground"
 
     ckpt = full / "checkpoints" / "step_0000002.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert any(k.startswith("fbdd.unet.") for k in state)
+    assert not any(k.startswith("fbdd.vae.") for k in state), "the frozen VAE is not checkpointed"
     resumed_cfg = smoke_cfg(
         tmp_path,
         "resumed",

@@ -249,6 +249,19 @@ class FBDDModule(pl.LightningModule):
         self._val_images = []
         log_grid(self, grid, f"val/grid_{self.layer}")
 
+    # -- checkpoints -----------------------------------------------------------------------------------
+    # The frozen VAE is rebuilt from `pretrained` with the module, so checkpoints leave it out
+    # (about 335 MB per checkpoint at paper size) and loading puts the module's own copy back.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("fbdd.vae.")]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["state_dict"]
+        for key, value in self.fbdd.vae.state_dict().items():
+            state.setdefault(f"fbdd.vae.{key}", value)
+
     # -- export ----------------------------------------------------------------------------------------
     def export(self, path: str | os.PathLike) -> Path:
         """Write the trained layer model as a folder that ``FBDD.from_pretrained(path)`` restores."""
