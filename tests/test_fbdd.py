@@ -14,15 +14,6 @@ from layeringdiff.tiny import sd2
 from layeringdiff.weights import MissingWeightsError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one intra-op thread, and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     return sd2.build(tmp_path_factory.mktemp("tiny") / "sd2_inpainting")

@@ -13,15 +13,6 @@ from layeringdiff.models.fbdd import FBDD
 SCRIPT = Path(__file__).resolve().parents[1] / "data" / "encode_latents.py"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one intra-op thread, and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def load_script():
     spec = importlib.util.spec_from_file_location("encode_latents", SCRIPT)
     module = importlib.util.module_from_spec(spec)

@@ -15,15 +15,6 @@ from layeringdiff.tasks.train import train
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one intra-op thread, and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def smoke_cfg(tmp_path: Path, run: str, overrides: list[str]):
     base = [
         "experiment=fbdd_smoke",

@@ -9,15 +9,6 @@ from layeringdiff.models.losses import haar_highfreq_loss
 from layeringdiff.modules.hfa import HFAModule
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convs on a shared 2-core CPU run faster (and steadier) on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_net(layer: str, residual: bool = True, seed: int = 0) -> HFANet:
     torch.manual_seed(seed)
     return HFANet(

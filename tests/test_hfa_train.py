@@ -15,15 +15,6 @@ from layeringdiff.models.hfa import HFANet, refine
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convs on a shared 2-core CPU run faster (and steadier) on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def compose_train(tmp_path: Path, overrides: list[str]):
     paths = [
         f"paths.root_dir={tmp_path}",
@@ -114,7 +105,6 @@ def test_cache_degrade_mode_resumes_and_feeds_training(tmp_path):
     redone = load_sidecar(out, files[0].stem)
     assert set(redone) == {"fbdd_foreground", "fbdd_background"}
     # other settings may not mix into the folder
-    import pytest
 
     with pytest.raises(SystemExit, match="other settings"):
         cache.main(["--out", str(out), "--mode", "degrade", "--seed", "1", "--no-progress", *data])
