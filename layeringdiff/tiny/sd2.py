@@ -17,24 +17,18 @@ from pathlib import Path
 
 import torch
 
+from layeringdiff.models.fbdd import SD2_SCHEDULER_CONFIG
 from layeringdiff.tiny import clip_tokenizer
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
-# The real repo's noise schedule (scaled-linear betas 0.00085..0.012 over 1000 steps). FBDD always
-# trains and samples with prediction_type="v_prediction" whatever the repo says.
+# The real repo's noise schedule (FBDD's SD2 schedule: scaled-linear betas 0.00085..0.012 over 1000
+# steps) in the repo's PNDM form. FBDD always trains and samples with v-prediction whatever it says.
 SCHEDULER_CONFIG = {
     "_class_name": "PNDMScheduler",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "clip_sample": False,
-    "set_alpha_to_one": False,
+    **SD2_SCHEDULER_CONFIG,
     "skip_prk_steps": True,
-    "steps_offset": 1,
     "trained_betas": None,
-    "prediction_type": "v_prediction",
 }
 
 UNET_CONFIG = {
