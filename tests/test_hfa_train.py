@@ -53,6 +53,8 @@ def test_hfa_smoke_trains_and_exports_a_loadable_model(tmp_path):
         "val/mad",
         "val/mse",
         "val/lpips",
+        "val/lpips_visible",
+        "val/lpips_occluded",
         "val/mad_visible",
         "val/mad_occluded",
     ):

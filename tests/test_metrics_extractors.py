@@ -70,5 +70,14 @@ def test_lpips_loads_trunk_from_state_dict(tmp_path):
     # equals the lpips package's own forward pass (independent reference)
     reference = m.net(x, y, normalize=True).flatten().double() * 100
     assert torch.allclose(d, reference, rtol=1e-4)
+    # a region mask: all ones is the plain metric; a region where the images agree scores far lower
+    assert torch.allclose(m(x, y, torch.ones(2, 1, 32, 32)), d, rtol=1e-6)
+    a, b = torch.rand(2, 3, 128, 128), torch.rand(2, 3, 128, 128)
+    z = a.clone()
+    z[..., 64:] = b[..., 64:]  # right half differs
+    left = torch.zeros(2, 1, 128, 128)
+    left[..., :32] = 1
+    assert bool((m(a, z, left) < 0.1 * m(a, z, 1 - left)).all())
+    assert torch.isnan(m(x, y, torch.zeros(2, 1, 32, 32))).all()
     with pytest.raises(MissingWeightsError, match="AlexNet"):
         LPIPSMetric(alexnet_weights=str(tmp_path / "missing.pth"))

@@ -96,15 +96,32 @@ class LPIPSMetric(torch.nn.Module):
         return [torch.cat(level) for level in zip(*out)]
 
     @torch.inference_mode()
-    def distance(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor]) -> torch.Tensor:
+    def distance(
+        self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor], mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """LPIPS x1e2 (B,) float64 from two :meth:`features` results: sum over levels of the linear
-        head applied to the spatial mean of the squared feature difference."""
+        head applied to the spatial mean of the squared feature difference.
+
+        Args:
+            mask: optional (B, 1, H, W) region weights at image resolution; each level's spatial
+                mean becomes the mean weighted by the mask area-resized to that level (all ones gives
+                the plain value). An image whose region is empty gets NaN.
+        """
         total = 0.0
         for level, (a, b) in enumerate(zip(feats_a, feats_b)):
             weight = getattr(self.net, f"lin{level}").model[-1].weight.flatten()  # 1x1 conv, no bias
-            total = total + ((a - b).square().mean((2, 3)) * weight).sum(1).double()
+            sq = (a - b).square()
+            if mask is None:
+                per_channel = sq.mean((2, 3))
+            else:
+                m = torch.nn.functional.interpolate(mask.to(sq), size=sq.shape[-2:], mode="area")
+                per_channel = (sq * m).sum((2, 3)) / m.sum((2, 3))
+            total = total + (per_channel * weight).sum(1).double()
         return total * LPIPS_SCALE
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """LPIPS x1e2 per image of (B, 3, H, W) tensors in [0, 1]; returns (B,) float64."""
-        return self.distance(self.features(pred), self.features(target))
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """LPIPS x1e2 per image of (B, 3, H, W) tensors in [0, 1], optionally over a region
+        ``mask`` (B, 1, H, W); returns (B,) float64."""
+        return self.distance(self.features(pred), self.features(target), mask)

@@ -79,7 +79,8 @@ class HFAModule(pl.LightningModule):
             {f"{m}{r}": MeanMetric() for r in REGIONS[self.layer] for m in ("mad", "mse")}
         )
         if lpips != "off":
-            self.val_metrics["lpips"] = MeanMetric()
+            for region in REGIONS[self.layer]:
+                self.val_metrics[f"lpips{region}"] = MeanMetric()
         self._lpips: list = []  # built lazily; a list keeps it out of the state dict and checkpoints
         self._grid_rows: list[dict[str, torch.Tensor]] = []
 
@@ -163,7 +164,7 @@ class HFAModule(pl.LightningModule):
         out = refined.clamp(0, 1)
         self.update_error_metrics(out, gt, alpha)
         if "lpips" in self.val_metrics:
-            self.val_metrics["lpips"].update(self.lpips_metric()(out, gt).mean().to(out), bs)
+            self.update_lpips(out, gt, alpha)
         have = sum(r["alpha"].shape[0] for r in self._grid_rows)
         if have < self.hparams.num_grid_images:
             n = self.hparams.num_grid_images - have
@@ -177,14 +178,28 @@ class HFAModule(pl.LightningModule):
                 }
             )
 
-    def update_error_metrics(self, out: torch.Tensor, gt: torch.Tensor, alpha: torch.Tensor) -> None:
-        """MAD / MSE (values in [0, 1], all channels) over the image and, for BAN, per region."""
-        diff = out - gt
+    def region_masks(self, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The whole image and, for BAN, the visible (alpha == 0) and occluded background."""
         masks = {"": torch.ones_like(alpha, dtype=torch.bool)}
         if self.layer == "background":
             visible = alpha <= self.hparams.copy_threshold
             masks.update({"_visible": visible, "_occluded": ~visible})
-        for region, mask in masks.items():
+        return masks
+
+    def update_lpips(self, out: torch.Tensor, gt: torch.Tensor, alpha: torch.Tensor) -> None:
+        """LPIPS x1e2 over the image and, for BAN, over each region (images where it is empty skipped)."""
+        metric = self.lpips_metric()
+        feats_out, feats_gt = metric.features(out), metric.features(gt)
+        for region, mask in self.region_masks(alpha).items():
+            values = metric.distance(feats_out, feats_gt, None if region == "" else mask)
+            values = values[~values.isnan()]
+            if values.numel():
+                self.val_metrics[f"lpips{region}"].update(values.mean().to(out), values.numel())
+
+    def update_error_metrics(self, out: torch.Tensor, gt: torch.Tensor, alpha: torch.Tensor) -> None:
+        """MAD / MSE (values in [0, 1], all channels) over the image and, for BAN, per region."""
+        diff = out - gt
+        for region, mask in self.region_masks(alpha).items():
             count = mask.sum() * diff.shape[1]
             if count == 0:
                 continue
