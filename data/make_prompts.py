@@ -118,11 +118,44 @@ def triplet(
     }
 
 
+def _balanced(combos: list[tuple], num: int, order: list[tuple[str, str]]) -> list[tuple]:
+    """``num`` combos taking (scale, position) cells in turn, each pick the least-used scene and subject.
+
+    Every (scale, position) cell is used equally often (+-1) and scenes and subjects stay within a
+    few uses of each other, so every prefix of the list is balanced too.
+    """
+    cells: dict[tuple[str, str], list[tuple]] = {cell: [] for cell in order}
+    for c in combos:
+        cells[(c[3], c[5])].append(c)
+    scene_uses: dict[str, int] = dict.fromkeys(SCENES, 0)
+    subject_uses: dict[str, int] = {}
+    chosen: list[tuple] = []
+    while len(chosen) < num and any(cells.values()):
+        for cell in order:
+            if len(chosen) == num or not cells[cell]:
+                continue
+            pool = cells[cell]  # shuffled: ties go to the earliest
+            best = min(
+                range(len(pool)), key=lambda i: (scene_uses[pool[i][6]], subject_uses.get(pool[i][1], 0))
+            )
+            c = pool.pop(best)
+            scene_uses[c[6]] += 1
+            subject_uses[c[1]] = subject_uses.get(c[1], 0) + 1
+            chosen.append(c)
+    return chosen
+
+
 def make_prompts(num: int = NUM_PROMPTS, seed: int = SEED) -> list[dict]:
-    """``num`` distinct triplets, balanced over categories, deterministic for ``seed``."""
+    """``num`` distinct triplets, balanced over categories, scales, positions and scenes, deterministic for ``seed``."""
     rng = random.Random(seed)
     per_category = {}
-    for category, subjects in SUBJECTS.items():
+    quota = {c: num // len(SUBJECTS) + (i < num % len(SUBJECTS)) for i, c in enumerate(SUBJECTS)}
+    # one shuffled order of the (scale, position) cells, rotated per category, so the first
+    # picks of the categories fall in different cells (the quick split covers 16 of the 18)
+    cells = [(scale, pos) for scale in SCALES for pos in POSITIONS]
+    rng.shuffle(cells)
+    step = len(cells) // len(SUBJECTS)
+    for n, (category, subjects) in enumerate(SUBJECTS.items()):
         combos = [
             (category, s, a, scale, art, pos, scene)
             for (s, actions) in subjects
@@ -133,7 +166,8 @@ def make_prompts(num: int = NUM_PROMPTS, seed: int = SEED) -> list[dict]:
             for scene in SCENES
         ]
         rng.shuffle(combos)
-        per_category[category] = combos
+        order = cells[n * step :] + cells[: n * step]
+        per_category[category] = _balanced(combos, quota[category], order)
     # round-robin over categories so every prefix (and the quick split) is balanced
     chosen = [c for group in itertools.zip_longest(*per_category.values()) for c in group if c][:num]
     out = []

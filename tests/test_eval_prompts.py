@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 from layeringdiff.pipeline.prompt import foreground_prompt
@@ -29,4 +30,15 @@ def test_prompt_triplets():
         assert foreground_prompt(r["prompt"], r["foreground_indices"]) == r["fg_prompt"]
         assert r["prompt"].endswith(r["bg_prompt"])
     assert {r["category"] for r in records} == {"animal", "person", "object", "transparent"}
+    # balanced design: every category, (scale, position) cell and scene equally often (+-1 per category)
+    for field, spread in (("category", 0), (("scale", "position"), 1), ("bg_prompt", 2)):
+        keys = field if isinstance(field, tuple) else (field,)
+        counts = Counter(tuple(r[k] for k in keys) for r in records)
+        assert max(counts.values()) - min(counts.values()) <= spread, (field, counts)
+    assert len(Counter((r["scale"], r["position"]) for r in records)) == 18
+    quick = _read("quick16.jsonl")
+    assert Counter(r["category"] for r in quick) == dict.fromkeys(
+        ("animal", "person", "object", "transparent"), 4
+    )
+    assert len({(r["scale"], r["position"]) for r in quick}) == 16  # 16 different (scale, position) cells
     assert _read("quick16.jsonl") == records[:16]
