@@ -95,3 +95,32 @@ def test_table1_tiny_extractors_and_compare(tmp_path):
     evaluate(cfg2)
     md = (tmp_path / "cmp" / "compare_table1.md").read_text()
     assert md.count("| run1") == 4  # 2 runs x 2 methods
+
+
+def test_table1_prompts_come_from_the_generated_record_before_the_prompt_file(tmp_path):
+    from layeringdiff.metrics.outputs import SampleFolder
+    from layeringdiff.metrics.table1 import sample_prompts
+
+    d = tmp_path / "p0000"
+    d.mkdir()
+    # what infer.py's batch mode writes: the composite and foreground prompts at the top, the
+    # batch line (with its background prompt) under "inputs"
+    meta = {
+        "prompt": "A red fox sitting in a snowy forest",
+        "foreground_prompts": ["A red fox sitting"],
+        "inputs": {
+            "id": "p0000",
+            "prompt": "A red fox sitting in a snowy forest",
+            "bg_prompt": "a snowy forest",
+        },
+    }
+    (d / "meta.json").write_text(json.dumps(meta))
+    other_file = {"p0000": {"prompt": "A cat on a sofa", "fg_prompt": "A cat", "bg_prompt": "a sofa"}}
+    texts = sample_prompts(SampleFolder("p0000", d), other_file)
+    assert texts == {"comp": meta["prompt"], "fg": "A red fox sitting", "bg": "a snowy forest"}
+    (d / "meta.json").write_text("{}")  # no meta: the prompt file by folder name
+    assert sample_prompts(SampleFolder("p0000", d), other_file) == {
+        "comp": "A cat on a sofa",
+        "fg": "A cat",
+        "bg": "a sofa",
+    }

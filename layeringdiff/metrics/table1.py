@@ -60,12 +60,20 @@ def load_prompts(path: str | None) -> dict[str, dict]:
 
 
 def sample_prompts(sample: SampleFolder, prompts: dict[str, dict]) -> dict[str, str]:
-    """The prompts of one output folder: meta.json first, then the prompt file by folder name."""
+    """The prompts of one output folder: meta.json first (its top level, then the batch record it was
+    generated from, ``meta["inputs"]``), then the prompt file by folder name."""
     meta, rec = sample.meta(), prompts.get(sample.key, {})
-    prompt = meta.get("prompt") or rec.get("prompt") or ""
+    inputs = meta.get("inputs") if isinstance(meta.get("inputs"), dict) else {}
     fg_list = meta.get("foreground_prompts") or [None]  # the pipeline's meta.json: one per layer
-    fg = fg_list[0] or meta.get("foreground_prompt") or meta.get("fg_prompt") or rec.get("fg_prompt") or ""
-    bg = meta.get("background_prompt") or meta.get("bg_prompt") or rec.get("bg_prompt") or ""
+
+    def first(*keys: str) -> str:
+        return next(
+            (d[k] for d in (meta, inputs, rec) for k in keys if isinstance(d.get(k), str) and d[k]), ""
+        )
+
+    prompt = first("prompt")
+    fg = fg_list[0] or first("foreground_prompt", "fg_prompt")
+    bg = first("background_prompt", "bg_prompt")
     return {"comp": prompt, "fg": fg, "bg": bg}
 
 
