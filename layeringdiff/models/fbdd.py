@@ -447,8 +447,9 @@ class FBDD(nn.Module):
         folded_alpha: torch.Tensor,
     ) -> torch.Tensor:
         """Predict v from the noisy layer latent, conditioned on the composite latent and alpha."""
-        x = torch.cat([noisy_latents, composite_latents, folded_alpha.to(noisy_latents.dtype)], dim=1)
-        context = self.null_prompt_embeds.expand(x.shape[0], -1, -1).to(x.dtype)
+        dtype = self.unet.dtype  # the schedule math stays float32 outside; bf16/fp16 UNets get their dtype
+        x = torch.cat([noisy_latents, composite_latents, folded_alpha], dim=1).to(dtype)
+        context = self.null_prompt_embeds.expand(x.shape[0], -1, -1).to(dtype)
         return self.unet(x, timesteps, encoder_hidden_states=context).sample
 
     # -- sampling --------------------------------------------------------------------------------------
@@ -499,15 +500,16 @@ class FBDD(nn.Module):
             raise FBDDInputError(
                 f"{type(scheduler).__name__} predicts {scheduler.config.prediction_type}; FBDD needs v_prediction"
             )
-        device, dtype = composite.device, self.unet.dtype
+        device = composite.device
         # 1. condition: composite latent and folded alpha
         cond = self.encode(composite) if composite_latents is None else composite_latents
-        cond = cond.to(dtype)
-        folded = self.fold_alpha(alpha.to(device)).to(dtype)
-        # 2. initial noise (drawn on the generator's device, so a CPU generator gives the same noise anywhere)
+        cond = cond.float()
+        folded = self.fold_alpha(alpha.to(device))
+        # 2. initial noise (drawn on the generator's device, so a CPU generator gives the same noise anywhere).
+        # The sampler state stays float32 (also with a bf16/fp16 UNet); forward() casts the UNet input.
         scheduler.set_timesteps(num_inference_steps, device=device)
         noise_device = generator.device if generator is not None else device
-        latents = torch.randn(cond.shape, generator=generator, device=noise_device).to(device, dtype)
+        latents = torch.randn(cond.shape, generator=generator, device=noise_device).to(device)
         latents = latents * scheduler.init_noise_sigma
         step_kwargs = (
             {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
@@ -515,7 +517,7 @@ class FBDD(nn.Module):
         # 3. denoise
         for t in scheduler.timesteps:
             v = self(scheduler.scale_model_input(latents, t), t, cond, folded)
-            latents = scheduler.step(v, t, latents, return_dict=False, **step_kwargs)[0]
+            latents = scheduler.step(v.float(), t, latents, return_dict=False, **step_kwargs)[0]
         # 4. decode
         return self.decode(latents).to(device)
 

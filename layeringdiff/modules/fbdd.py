@@ -118,7 +118,7 @@ class FBDDModule(pl.LightningModule):
 
     # -- data ------------------------------------------------------------------------------------------
     def latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scaled composite and target-layer latents, from the cache when the batch has them."""
+        """Scaled float32 composite and target-layer latents, from the cache when the batch has them."""
         key = f"latent_{self.layer}"
         if "latent_composite" in batch and key in batch:
             comp, target = batch["latent_composite"], batch[key]
@@ -132,9 +132,13 @@ class FBDDModule(pl.LightningModule):
                         f"cached {name} has shape {tuple(lat.shape[1:])}, expected {expected} for "
                         f"{tuple(batch['alpha'].shape[-2:])} images (stale latent cache?)"
                     )
-            return comp * self.fbdd.scaling_factor, target * self.fbdd.scaling_factor
-        with torch.no_grad():
-            return self.fbdd.encode(batch["composite"]), self.fbdd.encode(batch[self.layer])
+            comp, target = comp * self.fbdd.scaling_factor, target * self.fbdd.scaling_factor
+        else:
+            with torch.no_grad():
+                comp, target = self.fbdd.encode(batch["composite"]), self.fbdd.encode(batch[self.layer])
+        # float32 whatever the VAE / autocast gave: the scheduler casts alphas_cumprod to the latents'
+        # dtype, and in bf16 sqrt(1 - abar_t) is 0 for the smallest t (noise and v target wrong).
+        return comp.float(), target.float()
 
     def _generator(self, batch_idx: int) -> torch.Generator:
         """Noise for (seed, optimizer step, batch index, rank): a resumed run draws the same."""
@@ -149,7 +153,7 @@ class FBDDModule(pl.LightningModule):
         comp, target = self.latents(batch)
         folded = self.fbdd.fold_alpha(batch["alpha"])
         gen = self._generator(batch_idx)
-        noise = torch.randn(target.shape, generator=gen, device=self.device, dtype=target.dtype)
+        noise = torch.randn(target.shape, generator=gen, device=self.device)
         t = torch.randint(
             0,
             self.fbdd.noise_scheduler.config.num_train_timesteps,
