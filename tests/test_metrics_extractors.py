@@ -81,3 +81,33 @@ def test_lpips_loads_trunk_from_state_dict(tmp_path):
     assert torch.isnan(m(x, y, torch.zeros(2, 1, 32, 32))).all()
     with pytest.raises(MissingWeightsError, match="AlexNet"):
         LPIPSMetric(alexnet_weights=str(tmp_path / "missing.pth"))
+
+
+def test_image_features_equal_clean_fid_clean_mode(tmp_path):
+    # Our pipeline (uint8 -> clean-fid 'clean' float bicubic resize -> float 0..255 -> network) must give
+    # exactly what clean-fid's own file pipeline gives, for odd sizes and with the same extractor.
+    from cleanfid.fid import get_files_features
+
+    from layeringdiff.metrics.fid import image_features
+
+    class Probe(torch.nn.Module):  # keeps raw input values: any range/resize difference shows up
+        def forward(self, x):
+            return x.reshape(x.shape[0], -1)[:, ::331].double()
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i, (h, w) in enumerate([(37, 53), (300, 299), (64, 128)]):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(files[-1])
+    ours = image_features(files, Probe(), batch_size=2)
+    theirs = get_files_features(
+        [str(f) for f in files],
+        model=Probe(),
+        num_workers=0,
+        batch_size=3,
+        device=torch.device("cpu"),
+        mode="clean",
+        verbose=False,
+    )
+    assert ours.shape == theirs.shape and ours.max() > 1.5  # float 0..255, not 0..1
+    np.testing.assert_array_equal(ours, theirs)
