@@ -72,6 +72,8 @@ class LPIPSMetric(torch.nn.Module):
         else:
             self._load_trunk(path)
         self.requires_grad_(False)
+        # NHWC convolutions are about 2x faster on CPU for AlexNet at 512x512 (same values to ~1e-6).
+        self.net.net.to(memory_format=torch.channels_last)
 
     def _load_trunk(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -90,6 +92,7 @@ class LPIPSMetric(torch.nn.Module):
         out: list[list[torch.Tensor]] = []
         for i in range(0, images.shape[0], self.batch_size):
             x = self.net.scaling_layer(images[i : i + self.batch_size].float() * 2 - 1)
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 levels = [f.float() for f in self.net.net(x)]
             out.append([f / (f.square().sum(1, keepdim=True).sqrt() + 1e-10) for f in levels])
