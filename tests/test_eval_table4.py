@@ -119,3 +119,18 @@ def test_table4_configs_instantiate_offline_matting(tmp_path):
     assert matting.func.__name__ == "closed_form_matting" and not matting.keywords
     assert set(cfg.eval.methods) == {"layeringdiff", "germer", "germer_inpaint"}
     assert cfg.eval.methods.germer.matting._target_.endswith("closed_form_matting")
+
+
+def test_table4_rerun_with_fewer_samples_leaves_the_earlier_records_out(cfg):
+    with open_dict(cfg):
+        cfg.eval.lpips = False
+        cfg.eval.figure_samples = 0
+    evaluate(cfg)  # 3 samples recorded
+    with open_dict(cfg):
+        cfg.eval.limit = 2
+    result = evaluate(cfg)  # same run folder, first 2 only: the table is theirs, not all 3 records'
+    data = SyntheticLayers(2, size=32, seed=0, split="test")
+    expected = sum(layer_errors(data[i]["composite"], data[i]["foreground"])["mad"] for i in range(2)) / 2
+    assert result["copy/fg_mad"] == pytest.approx(expected, rel=1e-6)
+    row = json.loads((Path(cfg.paths.output_dir) / "table4.json").read_text())["rows"][0]
+    assert row["count"] == 2

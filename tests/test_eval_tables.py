@@ -51,6 +51,13 @@ def test_table2_values_and_files(tmp_path):
     assert "±" in (tmp_path / "run" / "table2.md").read_text()
     logged = list((tmp_path / "run" / "csv").rglob("metrics.csv"))
     assert logged and "table2/ours/occupancy" in logged[0].read_text()
+    # re-run in the same folder after a sample folder was removed: its record no longer counts
+    import shutil
+
+    shutil.rmtree(ours / "p0002")
+    result = evaluate(cfg)
+    assert result["ours/vertical_center"] == pytest.approx(100 * (8 + 0.5) / 32)  # samples 0, 1
+    assert json.loads((tmp_path / "run" / "table2.json").read_text())["rows"][0]["count"] == 2
 
 
 def test_table2_wandb_offline(tmp_path):

@@ -147,7 +147,8 @@ def run(cfg: DictConfig) -> dict:
             )
     rows = []
     for name in methods:
-        recs = list(records.of(name))
+        listed = {s.key for s in listing[name]}  # records of folders no longer listed stay out
+        recs = [r for r in records.of(name) if r["key"] in listed]
         row: dict = {"method": name, "count": len(recs)}
         for k in LAYERS:
             if k in ref_feats:

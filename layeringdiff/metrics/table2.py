@@ -54,8 +54,10 @@ def run(cfg: DictConfig) -> dict:
                 skipped[name] += 1
                 continue
             records.append(name, s.key, empty=stats is None, **(stats or {}))
-        done = [r for r in records.of(name) if not r.get("empty")]
-        empty = sum(1 for r in records.of(name) if r.get("empty"))
+        listed = {s.key for s in samples}  # records of folders no longer listed stay out
+        mine = [r for r in records.of(name) if r["key"] in listed]
+        done = [r for r in mine if not r.get("empty")]
+        empty = len(mine) - len(done)
         rows.append({"method": name, **summarize(done), "empty": empty, "skipped": skipped[name]})
         hist[name] = {k: [r[k] for r in done] for k in STATS}
     notes = (

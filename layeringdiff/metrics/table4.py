@@ -104,8 +104,13 @@ def run(cfg: DictConfig) -> dict:
     lpips = extractors.lpips(cfg) if ev.get("lpips", True) else None
     records = ResultLog(out / "table4_samples.jsonl")
     fig_dir, fig_keys, corrupt = out / "table4_figure", [], 0
+    keys: set[str] = (
+        set()
+    )  # this run's samples: records of other samples (e.g. an earlier, longer run) stay out
     for index in tqdm(range(total), desc="table4", disable=not ev.get("progress", True)):
         key = dataset.key(index) if hasattr(dataset, "key") else None
+        if key is not None:
+            keys.add(key)
         want_fig = index < int(ev.figure_samples)
         if key is not None and not want_fig and all(records.done(m, key) for m in methods):
             continue
@@ -116,6 +121,7 @@ def run(cfg: DictConfig) -> dict:
             corrupt += 1
             continue
         key = sample["key"]
+        keys.add(key)
         if want_fig:
             fig_keys.append(key)
         preds, target_features = {}, None
@@ -144,12 +150,9 @@ def run(cfg: DictConfig) -> dict:
             _save_figure_inputs(fig_dir, key, sample, preds)
     rows = []
     for name in methods:
-        recs = [r for r in records.of(name) if not r.get("failed")]
-        row = {
-            "method": name,
-            "count": len(recs),
-            "failed": sum(1 for r in records.of(name) if r.get("failed")),
-        }
+        mine = [r for r in records.of(name) if r["key"] in keys]
+        recs = [r for r in mine if not r.get("failed")]
+        row = {"method": name, "count": len(recs), "failed": len(mine) - len(recs)}
         for col in [c for c, _ in COLUMNS[1:]] + ["seconds"]:
             vals = [r[col] for r in recs if r.get(col) is not None]
             row[col] = sum(vals) / len(vals) if vals else None
