@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator, Sequence
 import cv2
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
 from layeringdiff.data.sidecar import load_sidecar, sidecar_path
+from layeringdiff.data.splits import stable_seed
 from layeringdiff.data.synthetic import SyntheticLayers
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,13 @@ class SidecarIterable(IterableDataset):
         self.dataset, self.dirs, self.missing = dataset, list(dirs), missing
         self.skipped: dict[str, str] = {}
 
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
     def __iter__(self) -> Iterator[dict]:
         for sample in self.dataset:
             try:
@@ -95,6 +103,33 @@ class SidecarIterable(IterableDataset):
                     raise
                 self.skipped[sample["key"]] = str(e)
                 log.warning("skipped %s (%d skipped so far)", e, len(self.skipped))
+
+
+class EpochShuffleSampler(RandomSampler):
+    """A random order that is a function of ``(seed, epoch)`` only.
+
+    Lightning calls ``set_epoch`` with its restored epoch counter at every epoch start, so a run
+    resumed from a checkpoint sees the same order in each epoch as the uninterrupted run (a loader
+    generator seeded once would restart at the first epoch's order). Outside a trainer the epoch
+    advances after each full pass. Under DDP Lightning replaces it (being a ``RandomSampler``)
+    by its epoch-seeded ``DistributedSampler``.
+
+    Args:
+        data_source: the map-style data set.
+        seed: data seed.
+    """
+
+    def __init__(self, data_source: Dataset, seed: int = 0) -> None:
+        super().__init__(data_source)
+        self.seed, self.epoch = int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(stable_seed("shuffle", self.seed, self.epoch))
+        yield from torch.randperm(len(self.data_source), generator=g).tolist()
+        self.epoch += 1
 
 
 def _worker_init(_: int) -> None:
@@ -166,12 +201,16 @@ class LayerDataModule(pl.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = self.build(split)
         iterable = isinstance(ds, IterableDataset)
-        generator = torch.Generator().manual_seed(self.seed) if train and not iterable else None
+        if train and iterable and hasattr(ds, "set_epoch"):
+            # Streams shuffle by (seed, epoch): start from the trainer's restored epoch on resume (the
+            # counter Lightning passes to samplers' set_epoch; current_epoch lags it in end-of-epoch
+            # checkpoints).
+            epoch = self.trainer.fit_loop.epoch_progress.current.processed if self.trainer is not None else 0
+            ds.set_epoch(epoch)
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            shuffle=train and not iterable,
-            generator=generator,
+            sampler=EpochShuffleSampler(ds, self.seed) if train and not iterable else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             drop_last=train and self.drop_last,

@@ -274,7 +274,7 @@ class ShardDataset(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _my_urls(self) -> tuple[list[str], int]:
+    def _my_urls(self, epoch: int) -> tuple[list[str], int]:
         """Shards of this node and worker, and this worker's sample budget."""
         rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -283,7 +283,7 @@ class ShardDataset(IterableDataset):
         wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
         urls = list(self.urls)
         if self.shuffle_buffer:
-            np.random.default_rng([self.seed, self.epoch]).shuffle(urls)
+            np.random.default_rng([self.seed, epoch]).shuffle(urls)
         slot, slots = rank * nworkers + wid, world * nworkers
         return urls[slot::slots], -(-self.num_samples // slots)
 
@@ -304,10 +304,13 @@ class ShardDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         import random
 
-        urls, budget = self._my_urls()
+        # Advance the epoch when a pass starts: the trainer stops after len(loader) batches without
+        # exhausting this generator, so code after the loop would never run.
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        urls, budget = self._my_urls(epoch)
         stream = self._records(urls)
         if self.shuffle_buffer:
-            rng = random.Random(stable_seed("shuffle", self.seed, self.epoch, *urls))
+            rng = random.Random(stable_seed("shuffle", self.seed, epoch, *urls))
             stream = _shuffle(stream, self.shuffle_buffer, rng)
         n = 0
         for record in stream:
@@ -321,7 +324,6 @@ class ShardDataset(IterableDataset):
                 continue
             n += 1
             yield sample
-        self.epoch += 1
 
 
 def _shuffle(stream: Iterator[dict], bufsize: int, rng) -> Iterator[dict]:
