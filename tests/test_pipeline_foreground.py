@@ -196,3 +196,27 @@ def test_empty_segmentation_falls_back_to_the_box():
     expected = torch.zeros(1, 96, 96)
     expected[:, 24:76, 20:70] = 1
     assert torch.equal(result.mask, expected)
+
+
+def test_offload_moves_every_model_to_the_device_while_it_runs(tiny_foreground, monkeypatch):
+    # With offload=true the models sit on the CPU; each must be moved to the device while it runs,
+    # else its weights and the inputs end up on different devices on a GPU.
+    from contextlib import contextmanager
+
+    import layeringdiff.pipeline.foreground as fg_module
+
+    entered = []
+
+    @contextmanager
+    def record(module, device, offload):
+        entered.append((type(module).__name__, offload))
+        yield
+
+    monkeypatch.setattr(fg_module, "on_device", record)
+    parts = (tiny_foreground.detector, tiny_foreground.segmenter, tiny_foreground.matting)
+    for part in parts:
+        monkeypatch.setattr(part, "offload", True)
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    tiny_foreground(image, ForegroundSpec(text="a bird"))
+    names = {name for name, offload in entered if offload}
+    assert {type(p.model).__name__ for p in parts} <= names

@@ -124,7 +124,8 @@ class SamSegmenter:
         )
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        outputs = self.model(**inputs, multimask_output=False)
+        with on_device(self.model, self.device, self.offload):
+            outputs = self.model(**inputs, multimask_output=False)
         masks = self.processor.post_process_masks(
             outputs.pred_masks.float().cpu(),
             inputs["original_sizes"].cpu(),
