@@ -131,3 +131,30 @@ def test_table1_prompts_come_from_the_generated_record_before_the_prompt_file(tm
         "fg": "A cat",
         "bg": "a sofa",
     }
+
+
+class WhiteMatteSegmenter:
+    """A constructed FG-MIoU segmenter: the object is every pixel that is not the white matte."""
+
+    def __call__(self, image, prompt):
+        assert prompt == "a red cube"
+        return (np.asarray(image.convert("RGB")) != 255).any(-1)
+
+
+def test_table1_fg_miou_through_the_runner(tmp_path):
+    from omegaconf import open_dict
+
+    ours = write_outputs(tmp_path / "ours", 3, 0)
+    Image.fromarray(np.zeros((32, 32), np.uint8), "L").save(ours / "p0002" / "alpha.png")  # empty alpha
+    overrides = ["eval=table1", f"+eval.methods.ours={ours}", "eval.clip=false", "eval.prompts=null"]
+    overrides += [f"eval.reference.{k}=null" for k in ("fg", "bg", "comp")]
+    cfg = compose_eval(tmp_path / "run", overrides)
+    with open_dict(cfg):
+        cfg.eval.segmenter = {"_target_": "test_eval_tables.WhiteMatteSegmenter"}
+    result = evaluate(cfg)
+    # FG over the white matte: the segmenter finds exactly the alpha square (IoU 1); the random
+    # background has no pure-white pixel, so the "object" is the whole image: IoU = 8*16 / 32^2
+    assert result["ours/fg_miou"] == pytest.approx(100.0)
+    assert result["ours/bg_miou"] == pytest.approx(100 * 128 / 1024)
+    row = json.loads((tmp_path / "run" / "table1.json").read_text())["rows"][0]
+    assert row["count"] == 3 and row["miou_empty_alpha"] == 1

@@ -165,12 +165,15 @@ def run(cfg: DictConfig) -> dict:
                 vals = [r[f"{k}_{metric}"] for r in recs if r.get(f"{k}_{metric}") is not None]
                 if vals:
                     row[f"{k}_{metric}"] = scale * float(np.mean(vals))
+        # FG-MIoU ran on these samples but their alpha had no pixel above 0.5: left out, counted
+        row["miou_empty_alpha"] = sum(1 for r in recs if "fg_miou" in r and r["fg_miou"] is None)
         rows.append(row)
     notes = (
         "FID/KID x1e3 (clean-fid, clean resize) vs "
         + ", ".join(f"{k}: {Path(v).name}" for k, v in refs.items() if v)
         + f"; FG over matte {list(matte)}. CLIP = 100*max(cos,0), open_clip. FG-MIoU x100: Grounding DINO box for the "
-        "FG prompt -> SAM mask -> IoU with alpha > 0.5 (FG: higher is better; BG: lower is better)."
+        "FG prompt -> SAM mask -> IoU with alpha > 0.5 (FG: higher is better; BG: lower is better); "
+        "samples with an empty alpha are left out (`miou_empty_alpha` in the CSV/JSON)."
     )
     write_tables(
         rows, out, "table1", COLUMNS, "Table 1: foreground, background and composite quality", notes=notes
