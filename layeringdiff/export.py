@@ -11,8 +11,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -171,7 +171,25 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
         ) from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"output folder {out_dir}: {parent} is not writable")
+    try:  # os.access can say yes where creating fails (read-only or special file systems)
+        _new_temp_dir(out_dir).rmdir()
+    except OSError as e:
+        raise PermissionError(
+            f"output folder {out_dir}: {parent} is not writable ({e.strerror or e})"
+        ) from None
     return out_dir
+
+
+def _new_temp_dir(out_dir: Path) -> Path:
+    """A new hidden sibling folder of ``out_dir``, created with the umask's permissions (not 0700)."""
+    for _ in range(100):
+        tmp = out_dir.parent / f".{out_dir.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"output folder {out_dir}: cannot find a free temporary name beside it")
 
 
 def save_decomposition(
@@ -206,7 +224,12 @@ def save_decomposition(
     foregrounds = [unbatch(f).cpu() for f in foregrounds]
     alphas = [unbatch(a).cpu() for a in alphas]
     out_dir = check_writable(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        tmp = _new_temp_dir(out_dir)
+    except OSError as e:
+        raise PermissionError(
+            f"output folder {out_dir}: cannot write beside it ({e.strerror or e})"
+        ) from None
     try:
         tensor_to_pil(composite).save(tmp / "composite.png")
         tensor_to_pil(background).save(tmp / "background.png")

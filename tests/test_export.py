@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from layeringdiff.compose import composite_layers
-from layeringdiff.export import ora_bytes, read_ora, save_decomposition
+from layeringdiff.export import check_writable, ora_bytes, read_ora, save_decomposition
 
 
 def layers(n=2, h=24, w=32, seed=0):
@@ -136,3 +136,22 @@ def test_failure_mid_write_leaves_nothing(tmp_path):
             tmp_path / "out", comp, bg, fgs, alphas, {"bad": object.__new__(type("X", (), {"__str__": None}))}
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_folder_gets_the_umask_permissions(tmp_path):
+    # The temporary folder renamed into place must not keep a private 0700 mode.
+    bg, fgs, alphas, comp = layers(1)
+    old = os.umask(0o022)
+    try:
+        out = save_decomposition(tmp_path / "out", comp, bg, fgs, alphas, {})
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_folder_where_creating_fails_is_refused_before_writing():
+    # /proc passes os.access(W_OK) for root but nothing can be created there: a one-line
+    # PermissionError up front, not an OSError traceback from the writer.
+    with pytest.raises(PermissionError, match="not writable"):
+        check_writable("/proc/layeringdiff_out")
