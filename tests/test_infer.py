@@ -249,3 +249,22 @@ def test_cli_no_arguments_and_bad_input_exit_codes(tmp_path, bad_files):
         f"error: {bad_files}/text.png: not a readable image (cannot identify image file '{bad_files}/text.png')"
     ]
     assert "Traceback" not in bad.stderr + bad.stdout
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["image={b}/huge.png", "box=[0,0,5,5]"], "huge.png is 5000x8"),
+        (["prompt=a bird", "foreground_indices=[0]", "height=100"], "height=100"),
+    ],
+)
+def test_size_errors_come_before_any_model_is_loaded(tmp_path, bad_files, monkeypatch, args, match):
+    import layeringdiff.tasks.infer as infer_module
+
+    def no_models(*a, **k):
+        raise AssertionError("models were loaded before the size check")
+
+    monkeypatch.setattr(infer_module, "build_pipeline", no_models)
+    monkeypatch.setattr(infer_module, "check_weights", lambda *a, **k: None)
+    with pytest.raises(InputError, match=match):
+        infer(make_cfg(tmp_path, [a.format(b=bad_files) for a in args]))

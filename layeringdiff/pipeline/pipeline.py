@@ -58,6 +58,24 @@ class LayeringDiffPipelineOutput:
         return composite_layers(self.background, self.foregrounds, self.alphas)
 
 
+def check_generation_size(height: int, width: int) -> None:
+    """Text mode: ``height`` and ``width`` must be multiples of 8 in [MIN_SIZE, MAX_SIZE]."""
+    for size, name in ((height, "height"), (width, "width")):
+        if size % 8 or not MIN_SIZE <= size <= MAX_SIZE:
+            raise InputError(f"{name}={size} must be a multiple of 8 in [{MIN_SIZE}, {MAX_SIZE}]")
+
+
+def check_image_size(image: torch.Tensor, source: str = "image") -> None:
+    """Real-image mode: each side in [MIN_SIZE, MAX_SIZE] (larger images are refused, not resized,
+    so the layers always have the input's size)."""
+    h, w = image.shape[-2:]
+    if min(h, w) < MIN_SIZE or max(h, w) > MAX_SIZE:
+        raise InputError(
+            f"{source} is {w}x{h}; sizes from {MIN_SIZE} to {MAX_SIZE} pixels per side are supported "
+            "(resize it first)"
+        )
+
+
 class LayeringDiffPipeline:
     """The full LayeringDiff inference pipeline.
 
@@ -100,18 +118,11 @@ class LayeringDiffPipeline:
                 foregrounds = [
                     ForegroundSpec(text=foreground_prompt(prompt, ix)) for ix in foreground_indices
                 ]
-            for size, name in ((height, "height"), (width, "width")):
-                if size % 8 or not MIN_SIZE <= size <= MAX_SIZE:
-                    raise InputError(f"{name}={size} must be a multiple of 8 in [{MIN_SIZE}, {MAX_SIZE}]")
+            check_generation_size(height, width)
         else:
             if image.ndim != 3 or image.shape[0] != 3:
                 raise InputError(f"image must be (3, H, W), got {tuple(image.shape)}")
-            h, w = image.shape[-2:]
-            if min(h, w) < MIN_SIZE or max(h, w) > MAX_SIZE:
-                raise InputError(
-                    f"image is {w}x{h}; sizes from {MIN_SIZE} to {MAX_SIZE} pixels per side are supported "
-                    "(resize it first)"
-                )
+            check_image_size(image)
         if not foregrounds:
             raise InputError("no foreground given: give foreground text, a box, a mask, a trimap or an alpha")
         for spec in foregrounds:

@@ -23,9 +23,10 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from layeringdiff.export import check_writable, save_decomposition
-from layeringdiff.imageio import load_mask, load_rgb
+from layeringdiff.imageio import atomic_write_bytes, load_mask, load_rgb
 from layeringdiff.pipeline.errors import InputError
 from layeringdiff.pipeline.foreground import ForegroundSpec, sample_dir
+from layeringdiff.pipeline.pipeline import check_generation_size, check_image_size
 from layeringdiff.pipeline.prompt import foreground_prompt
 from layeringdiff.weights import MissingWeightsError
 
@@ -245,6 +246,7 @@ def prepare_item(item: dict) -> dict:
     if item.get("image") is None:
         raise InputError("nothing to do: give image=PATH or prompt=TEXT")
     image = load_rgb(item["image"])
+    check_image_size(image, str(item["image"]))  # before any model is loaded
     request["image"] = image
     request["foregrounds"] = foreground_specs(item, tuple(image.shape[-2:]))
     if not request["foregrounds"]:
@@ -341,6 +343,7 @@ def infer_batch(cfg: DictConfig, out_root: Path, device, dtype) -> dict:
     )
     done, failed = [], []
     if todo:
+        check_generation_size(int(cfg.height), int(cfg.width))
         check_weights(cfg, text_mode=True, needs_detector=True)
         pipe = build_pipeline(cfg, text_mode=True, device=device, dtype=dtype)
         pipe.set_progress_bar(False)
@@ -363,7 +366,7 @@ def infer_batch(cfg: DictConfig, out_root: Path, device, dtype) -> dict:
         "written": len(done),
         "failed": failed,
     }
-    (out_root / "batch_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_bytes(out_root / "batch_summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     return {"out_dirs": done, **summary}
 
 
@@ -405,6 +408,8 @@ def infer(cfg: DictConfig) -> dict:
     request = prepare_item(item)
     out_dir = check_writable(Path(cfg.out) if cfg.out else default_out / "layers")
     text_mode = "prompt" in request
+    if text_mode:
+        check_generation_size(int(cfg.height), int(cfg.width))
     check_weights(cfg, text_mode, needs_detector=any(s.text for s in request["foregrounds"]))
     # 2. load models, run, write
     pipe = build_pipeline(cfg, text_mode, device, dtype)
