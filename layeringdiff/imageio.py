@@ -140,6 +140,24 @@ def load_mask(path: str | os.PathLike) -> torch.Tensor:
     return pil_to_tensor(_to_8bit(img).convert("L"))
 
 
+def _read_umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()  # read once, at import: toggling it later would race with other threads
+
+
+def set_default_permissions(path: str | os.PathLike) -> None:
+    """Give a file or folder the mode plain ``open`` / ``mkdir`` would (under the umask).
+
+    ``tempfile.mkstemp`` / ``mkdtemp`` create 0600 / 0700 entries; outputs renamed from them into
+    place (shards, manifests, exports) would otherwise be unreadable to anyone else.
+    """
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_UMASK)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
@@ -148,6 +166,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        set_default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -58,13 +58,38 @@ def test_resume_skips_finished_shards(tmp_path):
     assert now["train-000001.tar"] != stamps["train-000001.tar"] and manifest["num_samples"] == 6
 
 
+def test_resume_refuses_other_settings_and_redoes_a_shorter_last_shard(tmp_path):
+    write_shards(SyntheticLayers(5, size=16), tmp_path, "train", samples_per_shard=2)
+    with pytest.raises(DataSourceError, match="other settings.*size"):
+        write_shards(SyntheticLayers(5, size=32), tmp_path, "train", samples_per_shard=2)
+    with pytest.raises(DataSourceError, match="other settings.*seed"):
+        write_shards(SyntheticLayers(5, size=16, seed=1), tmp_path, "train", samples_per_shard=2)
+    # --num grew from 5 to 6: the last shard held only index 4 and must gain index 5
+    manifest = write_shards(SyntheticLayers(6, size=16), tmp_path, "train", samples_per_shard=2)
+    assert manifest["num_samples"] == 6 and [s["count"] for s in manifest["shards"]] == [2, 2, 2]
+    assert len(list(ShardDataset(tmp_path, "train", size=16, shuffle_buffer=0))) == 6
+
+
+def test_outputs_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    write_shards(SyntheticLayers(2, size=16), tmp_path, "train", samples_per_shard=1)
+    for p in (tmp_path / "train").iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, p.name
+
+
 class _Flaky(SyntheticLayers):
     """Index 1 is a bad file (skipped, recorded); index 4 crashes the job (e.g. out of disk)."""
+
+    crash = True
 
     def load(self, index):
         if index == 1:
             raise BadSampleError("/data/x.png: not a readable image (broken)", "/data/x.png")
-        if index == 4:
+        if index == 4 and self.crash:
             raise RuntimeError("job killed")
         return super().load(index)
 
@@ -74,7 +99,9 @@ def test_crash_leaves_no_partial_shard_and_bad_samples_are_recorded(tmp_path):
         write_shards(_Flaky(6, size=16), tmp_path, "train", samples_per_shard=3)
     files = sorted(p.name for p in (tmp_path / "train").iterdir())
     assert files == ["train-000000.json", "train-000000.tar"]  # no temp file, no half shard 1
-    manifest = write_shards(SyntheticLayers(6, size=16), tmp_path, "train", samples_per_shard=3)
+    fixed = _Flaky(6, size=16)
+    fixed.crash = False  # the re-run after the crash
+    manifest = write_shards(fixed, tmp_path, "train", samples_per_shard=3)
     assert manifest["shards"][0]["count"] == 2 and manifest["num_samples"] == 5
     assert manifest["skipped"] == [{"index": 1, "reason": "/data/x.png: not a readable image (broken)"}]
     on_disk = json.loads((tmp_path / "train" / "manifest.json").read_text())

@@ -30,7 +30,12 @@ from torch.utils.data import IterableDataset, get_worker_info
 from layeringdiff.data.recipe import make_sample, trimap_to_uint8
 from layeringdiff.data.sources import BadSampleError, DataSourceError
 from layeringdiff.data.splits import stable_seed
-from layeringdiff.imageio import ImageReadError, atomic_write_bytes, tensor_to_uint8
+from layeringdiff.imageio import (
+    ImageReadError,
+    atomic_write_bytes,
+    set_default_permissions,
+    tensor_to_uint8,
+)
 
 log = logging.getLogger(__name__)
 FORMAT = "layeringdiff-shards/1"
@@ -132,7 +137,7 @@ def write_shard(path: Path, records: list[dict]) -> None:
             for rec in records:
                 writer.write(rec)
             writer.close()
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; shards are shared data
+        set_default_permissions(tmp)  # mkstemp makes 0600; shards are shared data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -167,16 +172,37 @@ def write_shards(
     out.mkdir(parents=True, exist_ok=True)
     total = len(dataset) if num_samples is None else min(int(num_samples), len(dataset))
     n_shards = (total + samples_per_shard - 1) // samples_per_shard
+    # What a finished shard must have been written with for a re-run to keep it.
+    settings = {
+        "source": type(dataset).__name__,
+        "size": int(getattr(dataset, "size", 0)),
+        "seed": getattr(dataset, "seed", None),
+        "image_format": image_format,
+        "samples_per_shard": int(samples_per_shard),
+    }
     shards = []
     for s in range(n_shards):
         name = shard_name(split, s)
         tar, record_path = out / f"{name}.tar", out / f"{name}.json"
+        start, stop = s * samples_per_shard, min(total, (s + 1) * samples_per_shard)
         if tar.is_file() and record_path.is_file():
-            shards.append(json.loads(record_path.read_text()))
-            log.info("shard %s already written, skipped", name)
-            continue
+            old = json.loads(record_path.read_text())
+            diff = {
+                k: (old["settings"].get(k), v)
+                for k, v in settings.items()
+                if old.get("settings", settings).get(k) != v
+            }
+            if diff:
+                raise DataSourceError(
+                    f"{record_path}: shard written with other settings {diff}; use another output folder"
+                )
+            if old.get("range", [start, stop]) == [start, stop]:
+                shards.append(old)
+                log.info("shard %s already written, skipped", name)
+                continue
+            log.info("shard %s covers %s, now [%d, %d): rewritten", name, old["range"], start, stop)
         records, sources, skipped = [], {}, []
-        for i in range(s * samples_per_shard, min(total, (s + 1) * samples_per_shard)):
+        for i in range(start, stop):
             try:
                 sample = dataset.load(i)
             except BadSampleError as e:
@@ -186,7 +212,14 @@ def write_shards(
             records.append(encode_sample(sample, i, image_format))
             sources[sample["key"]] = sample.get("source", "")
         write_shard(tar, records)
-        record = {"name": f"{name}.tar", "count": len(records), "samples": sources, "skipped": skipped}
+        record = {
+            "name": f"{name}.tar",
+            "count": len(records),
+            "range": [start, stop],
+            "settings": settings,
+            "samples": sources,
+            "skipped": skipped,
+        }
         atomic_write_bytes(record_path, json.dumps(record).encode("utf-8"))
         shards.append(record)
         log.info("wrote %s (%d samples, %d skipped)", tar, len(records), len(skipped))
