@@ -302,3 +302,23 @@ def test_validation_grid_shows_both_layers_with_a_companion(repo, null_cache, fb
         FBDDModule(
             str(repo), layer="foreground", null_prompt_cache=str(null_cache), val_companion=str(companion)
         )
+
+
+def test_export_and_tiny_repo_are_readable_and_leave_the_rng_alone(fbdd, tmp_path):
+    import os
+    import stat
+
+    from diffusers import StableDiffusionInpaintPipeline
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    out = fbdd.save_pretrained(tmp_path / "export")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    repo = sd2.build(tmp_path / "sd2", seed=0)
+    torch.testing.assert_close(torch.rand(3), expected, atol=0, rtol=0)  # build did not reseed torch
+    assert stat.S_IMODE(repo.stat().st_mode) == 0o777 & ~umask
+    pipe = StableDiffusionInpaintPipeline.from_pretrained(repo, safety_checker=None, feature_extractor=None)
+    assert pipe.unet.config.in_channels == 9

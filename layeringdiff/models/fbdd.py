@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from layeringdiff.compose import unshuffle_alpha
+from layeringdiff.imageio import set_default_permissions
 from layeringdiff.weights import MissingWeightsError, resolve_pretrained
 
 LAYERS = ("foreground", "background")
@@ -413,6 +414,7 @@ class FBDD(nn.Module):
             "input_layout": "noisy latent | composite latent | alpha pixel-unshuffled by vae_factor",
         }
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+        set_default_permissions(tmp)  # mkdtemp makes it 0700
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -89,10 +89,11 @@ def build(path: str | os.PathLike, seed: int = 0) -> Path:
     Returns:
         ``path``, loadable like the real repo.
     """
+    import diffusers
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from layeringdiff.imageio import atomic_write_bytes
+    from layeringdiff.imageio import atomic_write_bytes, set_default_permissions
 
     path = Path(path)
     if is_complete(path):
@@ -102,16 +103,18 @@ def build(path: str | os.PathLike, seed: int = 0) -> Path:
     # Build beside the target and rename, so a crash or a concurrent builder never leaves half a repo.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    torch.manual_seed(seed)
-    UNet2DConditionModel(**UNET_CONFIG).save_pretrained(tmp / "unet")
-    AutoencoderKL(**VAE_CONFIG).save_pretrained(tmp / "vae")
-    CLIPTextModel(CLIPTextConfig(**_text_config())).save_pretrained(tmp / "text_encoder")
+    with torch.random.fork_rng(devices=[]):  # leave the caller's (e.g. the trainer's seeded) RNG alone
+        torch.manual_seed(seed)
+        UNet2DConditionModel(**UNET_CONFIG).save_pretrained(tmp / "unet")
+        AutoencoderKL(**VAE_CONFIG).save_pretrained(tmp / "vae")
+        CLIPTextModel(CLIPTextConfig(**_text_config())).save_pretrained(tmp / "text_encoder")
     clip_tokenizer.build(tmp / "tokenizer")
     atomic_write_bytes(
         tmp / "scheduler" / "scheduler_config.json", json.dumps(SCHEDULER_CONFIG, indent=2).encode()
     )
     index = {
         "_class_name": "StableDiffusionInpaintPipeline",
+        "_diffusers_version": diffusers.__version__,
         "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
         "text_encoder": ["transformers", "CLIPTextModel"],
@@ -119,6 +122,7 @@ def build(path: str | os.PathLike, seed: int = 0) -> Path:
         "scheduler": ["diffusers", "PNDMScheduler"],
     }
     atomic_write_bytes(tmp / "model_index.json", json.dumps(index, indent=2).encode())
+    set_default_permissions(tmp)  # mkdtemp makes it 0700
     try:
         os.replace(tmp, path)
     except OSError:  # another process finished first
