@@ -111,3 +111,41 @@ def test_image_features_equal_clean_fid_clean_mode(tmp_path):
     )
     assert ours.shape == theirs.shape and ours.max() > 1.5  # float 0..255, not 0..1
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_clip_embedder_loads_an_openai_torchscript_archive(tmp_path):
+    # OpenAI's ViT-L-14.pt (the default metrics.clip.pretrained) is a TorchScript archive in fp16
+    # with three extra buffers; open_clip's own file loader refuses TorchScript.
+    import json
+
+    import open_clip
+
+    from layeringdiff.metrics.clip_score import ClipEmbedder
+    from layeringdiff.tiny.metrics import TINY_CLIP_CFG
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "tiny-openai-test.json").write_text(json.dumps(TINY_CLIP_CFG))
+    open_clip.add_model_config(tmp_path / "cfg")
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**TINY_CLIP_CFG).eval()
+
+    class OpenAIArchive(torch.nn.Module):  # same parameter names as OpenAI's archive
+        def __init__(self):
+            super().__init__()
+            for name, child in model.named_children():
+                self.add_module(name, child)
+            for name, p in model.named_parameters(recurse=False):
+                self.register_parameter(name, p)
+            for name, value in (("input_resolution", 32), ("context_length", 77), ("vocab_size", 49408)):
+                self.register_buffer(name, torch.tensor(value))
+
+        def forward(self, x):
+            return self.logit_scale * x
+
+    archive = tmp_path / "ViT-tiny.pt"
+    torch.jit.save(torch.jit.trace(OpenAIArchive().half(), torch.ones(1, dtype=torch.half)), str(archive))
+    clip = ClipEmbedder("tiny-openai-test", str(archive))
+    texts = ["a cat", "glass"]
+    with torch.no_grad():
+        expected = model.half().float().encode_text(open_clip.get_tokenizer("tiny-openai-test")(texts))
+    assert torch.allclose(clip.embed_texts(texts), expected, atol=1e-5)

@@ -26,6 +26,28 @@ def clip_score_from_embeddings(image_emb: torch.Tensor, text_emb: torch.Tensor) 
     return 100 * cos.clamp(min=0)
 
 
+def _is_torchscript(path: Path) -> bool:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+def openai_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Weights of an OpenAI CLIP TorchScript archive (e.g. ``ViT-L-14.pt``) in open_clip's names.
+
+    OpenAI ships its CLIP weights as TorchScript; open_clip reads them with ``torch.load(...,
+    weights_only=True)``, which refuses such archives; ``torch.jit.load`` reads them. The parameter
+    names already match open_clip's ``CLIP`` (fp16 tensors are cast to float32).
+    """
+    state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    for key in ("input_resolution", "context_length", "vocab_size"):
+        state.pop(key, None)
+    return {k: v.float() for k, v in state.items()}
+
+
 class ClipEmbedder(torch.nn.Module):
     """open_clip image and text embeddings, loaded offline.
 
@@ -52,7 +74,12 @@ class ClipEmbedder(torch.nn.Module):
                 path, f"CLIP {model_name}", "set the metric's clip.pretrained to the local weight file"
             )
             model_id, kwargs = model_name, {"pretrained": str(path)}
+        openai_archive = path.is_file() and _is_torchscript(path)
+        if openai_archive:  # open_clip's loader refuses TorchScript files (weights_only torch.load)
+            kwargs = {}
         model, _, self.preprocess = open_clip.create_model_and_transforms(model_id, **kwargs)
+        if openai_archive:
+            model.load_state_dict(openai_state_dict(path), strict=True)
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(model_id)
         self.batch_size = batch_size
