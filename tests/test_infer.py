@@ -117,9 +117,10 @@ def test_real_image_two_layers(tmp_path, photo):
     assert meta["num_layers"] == 2 and meta["recomposite_max_error"] < 1e-3
 
 
-def test_text_mode_tiny_layeringdiff(tmp_path, tiny_cache):
+@pytest.mark.parametrize("dtype", ["auto", "bf16"])  # bf16: the GPU dtype path's casts, run on the CPU
+def test_text_mode_tiny_layeringdiff(tmp_path, tiny_cache, dtype):
     over = ["pipeline=tiny", "backend=layeringdiff", "prompt=A bird flying at sunset over the mountains", "foreground_indices=[0,1,2]",
-            "height=64", "width=64", "num_inference_steps=2", f"out={tmp_path}/o"]  # fmt: skip
+            "height=64", "width=64", "num_inference_steps=2", f"out={tmp_path}/o", "device=cpu", f"dtype={dtype}"]  # fmt: skip
     meta = check_output(Path(infer(make_cfg(tmp_path, over, tiny_cache))["out_dirs"][0]))
     assert meta["mode"] == "text" and meta["foreground_prompts"] == ["A bird flying"]
     assert (

@@ -211,3 +211,28 @@ def test_layeringdiff_backend_fbdd_then_hfa(tiny):
     finally:
         layering.project = False
     assert (alpha * pf + (1 - alpha) * pb - image).abs().max() < 1e-5
+
+
+def test_peeling_determines_each_foreground_on_the_background_left_by_the_one_above():
+    seen = []
+
+    class SpyForeground(ForegroundDetermination):
+        def __call__(self, image, spec):
+            seen.append(image.clone())
+            return super().__call__(image, spec)
+
+    class FakeLayering:
+        def __init__(self):
+            self.backgrounds = []
+
+        def __call__(self, composite, alpha, generator=None):
+            bg = composite * 0.5 + 0.1 * len(self.backgrounds)  # any new background
+            self.backgrounds.append(bg)
+            return composite.clone(), bg
+
+    image, alpha = scene(32)
+    layering = FakeLayering()
+    pipe = LayeringDiffPipeline(SpyForeground(), layering)
+    out = pipe(image=image, foregrounds=[ForegroundSpec(alpha=alpha), ForegroundSpec(alpha=alpha * 0.5)])
+    assert torch.equal(seen[0], image) and torch.equal(seen[1], layering.backgrounds[0])
+    assert torch.equal(out.background, layering.backgrounds[1]) and torch.equal(out.alphas[1], alpha * 0.5)
