@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from layeringdiff.models.fbdd import FBDD
+from layeringdiff.models.fbdd import FBDD, FBDDInputError
 from layeringdiff.modules.fbdd import FBDDModule
 from layeringdiff.tiny import sd2
 
@@ -89,3 +89,12 @@ def test_bf16_unet_samples_close_to_float32(fbdd):
     out = half.decompose(composite, alpha, 2, generator=torch.Generator().manual_seed(0))
     assert out.dtype == torch.float32
     assert (out - ref).abs().mean() < 0.05
+
+
+def test_resume_from_the_other_layers_checkpoint_is_refused(repo, null_cache):
+    module = FBDDModule(str(repo), layer="background", null_prompt_cache=str(null_cache))
+    with pytest.raises(FBDDInputError, match="trains the foreground model but model.layer=background"):
+        module.on_load_checkpoint({"hyper_parameters": {"layer": "foreground"}, "state_dict": {}})
+    checkpoint = {"hyper_parameters": {"layer": "background"}, "state_dict": {}}
+    module.on_load_checkpoint(checkpoint)
+    assert any(k.startswith("fbdd.vae.") for k in checkpoint["state_dict"])  # the VAE is put back

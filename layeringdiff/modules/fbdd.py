@@ -262,6 +262,12 @@ class FBDDModule(pl.LightningModule):
             del state[key]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # ckpt_path=last picks the newest checkpoint of the task, which may be the other layer's run.
+        saved = checkpoint.get("hyper_parameters", {}).get("layer", self.layer)
+        if saved != self.layer:
+            raise FBDDInputError(
+                f"the checkpoint trains the {saved} model but model.layer={self.layer}; pass its ckpt_path explicitly"
+            )
         state = checkpoint["state_dict"]
         for key, value in self.fbdd.vae.state_dict().items():
             state.setdefault(f"fbdd.vae.{key}", value)
