@@ -149,3 +149,19 @@ def test_clip_embedder_loads_an_openai_torchscript_archive(tmp_path):
     with torch.no_grad():
         expected = model.half().float().encode_text(open_clip.get_tokenizer("tiny-openai-test")(texts))
     assert torch.allclose(clip.embed_texts(texts), expected, atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks that an absent device is really asked for")
+def test_metric_networks_run_on_the_configured_device(tmp_path):
+    from omegaconf import OmegaConf
+
+    from layeringdiff.metrics import extractors
+
+    cfg = OmegaConf.create({"device": "cpu", "metrics": {"build_tiny": True, "tiny_dir": str(tmp_path)}})
+    assert extractors.inception(cfg).device == torch.device("cpu")
+    assert next(extractors.clip(cfg).model.parameters()).device == torch.device("cpu")
+    cfg.device = "cuda"  # not on this machine: the networks must try to go there, not stay on the CPU
+    with pytest.raises((RuntimeError, AssertionError)):
+        extractors.inception(cfg)
+    with pytest.raises((RuntimeError, AssertionError)):
+        extractors.clip(cfg)

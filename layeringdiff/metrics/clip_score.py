@@ -57,10 +57,15 @@ class ClipEmbedder(torch.nn.Module):
             ``model_name``, or a ``local-dir`` folder holding ``open_clip_config.json`` plus weights
             (then ``model_name`` is ignored).
         batch_size: images/texts per forward.
+        device: where the model runs (``cpu``, ``cuda``, ...); embeddings come back on the CPU.
     """
 
     def __init__(
-        self, model_name: str = "ViT-L-14-quickgelu", pretrained: str = "", batch_size: int = 32
+        self,
+        model_name: str = "ViT-L-14-quickgelu",
+        pretrained: str = "",
+        batch_size: int = 32,
+        device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
         import open_clip
@@ -80,7 +85,8 @@ class ClipEmbedder(torch.nn.Module):
         model, _, self.preprocess = open_clip.create_model_and_transforms(model_id, **kwargs)
         if openai_archive:
             model.load_state_dict(openai_state_dict(path), strict=True)
-        self.model = model.eval().requires_grad_(False)
+        self.device = torch.device(device)
+        self.model = model.eval().requires_grad_(False).to(self.device)
         self.tokenizer = open_clip.get_tokenizer(model_id)
         self.batch_size = batch_size
 
@@ -90,7 +96,7 @@ class ClipEmbedder(torch.nn.Module):
         out = []
         for i in range(0, len(images), self.batch_size):
             x = torch.stack([self.preprocess(im.convert("RGB")) for im in images[i : i + self.batch_size]])
-            out.append(self.model.encode_image(x).float())
+            out.append(self.model.encode_image(x.to(self.device)).float().cpu())
         return torch.cat(out)
 
     @torch.inference_mode()
@@ -98,7 +104,8 @@ class ClipEmbedder(torch.nn.Module):
         """(N, D) embeddings of captions."""
         out = []
         for i in range(0, len(texts), self.batch_size):
-            out.append(self.model.encode_text(self.tokenizer(list(texts[i : i + self.batch_size]))).float())
+            tokens = self.tokenizer(list(texts[i : i + self.batch_size])).to(self.device)
+            out.append(self.model.encode_text(tokens).float().cpu())
         return torch.cat(out)
 
     def score(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:

@@ -24,17 +24,20 @@ def inception(cfg: DictConfig):
     from layeringdiff.metrics.fid import InceptionFeatures
 
     tiny = _tiny_dir(cfg)
-    return InceptionFeatures(tiny / "inception.pt" if tiny else cfg.metrics.inception_path)
+    path = tiny / "inception.pt" if tiny else cfg.metrics.inception_path
+    return InceptionFeatures(path, device=cfg.get("device") or "cpu")
 
 
 def clip(cfg: DictConfig):
     """The CLIP-score embedder (open_clip) from ``metrics.clip``."""
     from layeringdiff.metrics.clip_score import ClipEmbedder
 
-    tiny = _tiny_dir(cfg)
+    tiny, device = _tiny_dir(cfg), cfg.get("device") or "cpu"
     if tiny:
-        return ClipEmbedder(pretrained=str(tiny / "clip"))
-    return ClipEmbedder(model_name=cfg.metrics.clip.model_name, pretrained=str(cfg.metrics.clip.pretrained))
+        return ClipEmbedder(pretrained=str(tiny / "clip"), device=device)
+    return ClipEmbedder(
+        model_name=cfg.metrics.clip.model_name, pretrained=str(cfg.metrics.clip.pretrained), device=device
+    )
 
 
 def lpips(cfg: DictConfig):

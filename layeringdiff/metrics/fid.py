@@ -88,19 +88,22 @@ class InceptionFeatures(torch.nn.Module):
     Args:
         path: the ``inception-2015-12-05.pt`` file (or a tiny stand-in with the same interface,
             see :mod:`layeringdiff.tiny.metrics`).
+        device: where the network runs (``cpu``, ``cuda``, ...); inputs are moved there.
     """
 
     input_size = 299
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
         super().__init__()
         path = resolve_file(path, "Inception (FID/KID)", INCEPTION_HINT)
-        self.base = torch.jit.load(str(path), map_location="cpu").eval()
+        self.device = torch.device(device)
+        self.base = torch.jit.load(str(path), map_location=self.device).eval()
         self.name = f"{Path(path).name}:{Path(path).stat().st_size}"
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features (B, D) of float images (B, 3, 299, 299) in 0..255 (clean-fid's contract)."""
+        x = x.to(self.device, torch.float32)
         return self.base.layers.forward((x - 128) / 128).reshape(x.shape[0], -1)
 
 
