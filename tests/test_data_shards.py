@@ -123,3 +123,16 @@ def test_reader_skips_broken_records_and_refuses_bad_roots(tmp_path):
         ShardDataset(tmp_path, "val", size=32)
     with pytest.raises(DataSourceError, match="manifest"):
         ShardDataset(tmp_path, "test", size=16)
+
+
+def test_workers_together_stream_every_sample_of_uneven_shards(tmp_path):
+    # 3 shards of 2 over 2 workers: one worker holds 4 samples, the other 2. An even per-worker
+    # budget (3) would silently drop one sample: an incomplete latent cache, a shorter test set.
+    from torch.utils.data import DataLoader
+
+    src = SyntheticLayers(6, size=16)
+    write_shards(src, tmp_path, "val", samples_per_shard=2)
+    loader = DataLoader(ShardDataset(tmp_path, "val", size=16), batch_size=None, num_workers=2)
+    assert sorted(s["key"] for s in loader) == sorted(src.key(i) for i in range(6))
+    capped = DataLoader(ShardDataset(tmp_path, "val", num_samples=4, size=16), batch_size=None, num_workers=2)
+    assert len(list(capped)) == 4

@@ -260,7 +260,8 @@ class ShardDataset(IterableDataset):
     """Stream samples from the shards of one split, with a shuffle buffer for training.
 
     Shards are split across nodes and loader workers (have at least ``devices * workers``
-    shards); each worker stops after its share of ``num_samples``. Records that fail to decode
+    shards); with ``num_samples`` below the split's size each worker stops after its share of it,
+    otherwise every sample is streamed once per epoch. Records that fail to decode
     are skipped and counted in ``skipped``.
 
     Args:
@@ -293,8 +294,8 @@ class ShardDataset(IterableDataset):
             raise DataSourceError(
                 f"{self.root / split}: shard files missing ({missing[:1] or 'none listed'})"
             )
-        available = int(self.manifest["num_samples"])
-        self.num_samples = available if num_samples is None else min(int(num_samples), available)
+        self.available = int(self.manifest["num_samples"])
+        self.num_samples = self.available if num_samples is None else min(int(num_samples), self.available)
         self.shuffle_buffer = (
             (1000 if split == "train" else 0) if shuffle_buffer is None else int(shuffle_buffer)
         )
@@ -307,7 +308,7 @@ class ShardDataset(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _my_urls(self, epoch: int) -> tuple[list[str], int]:
+    def _my_urls(self, epoch: int) -> tuple[list[str], int | None]:
         """Shards of this node and worker, and this worker's sample budget."""
         rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -318,6 +319,11 @@ class ShardDataset(IterableDataset):
         if self.shuffle_buffer:
             np.random.default_rng([self.seed, epoch]).shuffle(urls)
         slot, slots = rank * nworkers + wid, world * nworkers
+        if self.num_samples >= self.available:
+            # All samples: each worker streams all of its shards. (An even per-worker budget would drop
+            # samples whenever the shards do not divide evenly across workers: an incomplete latent
+            # cache, a shorter test set.)
+            return urls[slot::slots], None
         return urls[slot::slots], -(-self.num_samples // slots)
 
     def _records(self, urls: list[str]) -> Iterator[dict]:
@@ -347,7 +353,7 @@ class ShardDataset(IterableDataset):
             stream = _shuffle(stream, self.shuffle_buffer, rng)
         n = 0
         for record in stream:
-            if n >= budget:
+            if budget is not None and n >= budget:
                 break
             try:
                 sample = decode_sample(record)
