@@ -96,6 +96,7 @@ def test_cache_degrade_mode_resumes_and_feeds_training(tmp_path):
     }
     files = sorted(out.glob("*.safetensors"))
     stamps = {p: p.stat().st_mtime_ns for p in files}
+    original = files[0].read_bytes()
     files[0].unlink()  # an interrupted run: one sample missing
     second = cache.main(["--out", str(out), "--mode", "degrade", "--no-progress", "--batch-size", "2", *data])
     assert second["train"]["written"] + second["val"]["written"] == 1
@@ -106,6 +107,7 @@ def test_cache_degrade_mode_resumes_and_feeds_training(tmp_path):
 
     redone = load_sidecar(out, files[0].stem)
     assert set(redone) == {"fbdd_foreground", "fbdd_background"}
+    assert files[0].read_bytes() == original
     # other settings may not mix into the folder
 
     with pytest.raises(SystemExit, match="other settings"):

@@ -236,3 +236,14 @@ def test_peeling_determines_each_foreground_on_the_background_left_by_the_one_ab
     out = pipe(image=image, foregrounds=[ForegroundSpec(alpha=alpha), ForegroundSpec(alpha=alpha * 0.5)])
     assert torch.equal(seen[0], image) and torch.equal(seen[1], layering.backgrounds[0])
     assert torch.equal(out.background, layering.backgrounds[1]) and torch.equal(out.alphas[1], alpha * 0.5)
+
+
+def test_tiny_hfa_build_replaces_an_interrupted_folder(tmp_path):
+    from layeringdiff.models.hfa import HFANet
+    from layeringdiff.tiny.layering import build_hfa
+
+    (tmp_path / "ban").mkdir()
+    (tmp_path / "ban" / "diffusion_pytorch_model.safetensors").write_bytes(b"half")  # no config.json
+    net = HFANet.from_pretrained(build_hfa(tmp_path / "ban", "background"))
+    assert net.config.layer == "background"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ban"]  # no temporary folder left

@@ -34,7 +34,7 @@ def build(paths: Mapping[str, str | os.PathLike | None], seed: int = 0) -> dict[
         if not (path / CONFIG_NAME).is_file():
             base = base or sd2.build(Path(fg_path or path).parent / "sd2_inpainting", seed=seed)
             torch.manual_seed(seed)
-            FBDD.from_sd2_inpainting(base, layer).save_pretrained(path)
+            FBDD.from_sd2_inpainting(base, layer).save_pretrained(path)  # atomic itself
         written[key] = path
     for key, layer in (("fan", "foreground"), ("ban", "background")):
         if paths.get(key):
@@ -50,7 +50,23 @@ def build_hfa(path: str | os.PathLike, layer: str, seed: int = 0) -> Path:
     if (path / "config.json").is_file():
         return path
     torch.manual_seed(seed)
-    HFANet(layer=layer, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8).save_pretrained(
-        path
-    )
+    net = HFANet(layer=layer, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8)
+    return _publish(path, net.save_pretrained)
+
+
+def _publish(path: Path, save) -> Path:
+    """``save(folder)`` into a temporary sibling renamed to ``path``: an interrupted build leaves no
+    folder that looks complete (a config.json without weights) to be loaded later."""
+    import shutil
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        save(tmp)
+        if path.exists():  # a leftover without its config: replace it
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
