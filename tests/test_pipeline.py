@@ -238,12 +238,18 @@ def test_peeling_determines_each_foreground_on_the_background_left_by_the_one_ab
     assert torch.equal(out.background, layering.backgrounds[1]) and torch.equal(out.alphas[1], alpha * 0.5)
 
 
-def test_tiny_hfa_build_replaces_an_interrupted_folder(tmp_path):
+def test_tiny_hfa_build_interrupted_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     from layeringdiff.models.hfa import HFANet
     from layeringdiff.tiny.layering import build_hfa
 
-    (tmp_path / "ban").mkdir()
-    (tmp_path / "ban" / "diffusion_pytorch_model.safetensors").write_bytes(b"half")  # no config.json
+    def killed(self, folder, **kwargs):  # the config is written, then the process dies
+        self.save_config(folder)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(HFANet, "save_pretrained", killed)
+        with pytest.raises(KeyboardInterrupt):
+            build_hfa(tmp_path / "ban", "background")
+    assert list(tmp_path.iterdir()) == []
     net = HFANet.from_pretrained(build_hfa(tmp_path / "ban", "background"))
     assert net.config.layer == "background"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ban"]  # no temporary folder left
