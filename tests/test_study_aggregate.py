@@ -129,3 +129,15 @@ def test_evaluate_table3_writes_the_table_and_chart(db, tmp_path, capsys):
     with Image.open(out / "table3.png") as chart:
         assert chart.size == (960, 480)
         assert len(chart.convert("RGB").getcolors(1 << 16)) > 3  # bars drawn, not a blank page
+
+
+def test_table3_caption_names_the_interval_level_used(tmp_path):
+    from layeringdiff.study.aggregate import summarize, write_table3
+
+    ratings = [
+        dict(participant=p, method="ours", layer="foreground", criterion="text_alignment", score=s)
+        for p, s in (("a", 3), ("b", 5))
+    ]
+    cells = summarize(ratings, confidence=0.9)
+    write_table3(cells, ["ours"], tmp_path, chart=False, confidence=0.9)
+    assert "[90% CI]" in (tmp_path / "table3.md").read_text()

@@ -156,6 +156,7 @@ def write_table3(
     output_dir: str | Path,
     notes: str = "",
     chart: bool = True,
+    confidence: float = 0.95,
 ) -> dict[str, Path]:
     """Write table3.md/.csv/.json (``metrics.report.write_tables``) and the bar chart table3.png."""
     from layeringdiff.metrics.report import write_tables
@@ -166,7 +167,7 @@ def write_table3(
         output_dir,
         "table3",
         columns=columns,
-        title="Table 3: user study, mean score (1-5) [95% CI] (n = ratings, p = participants)",
+        title=f"Table 3: user study, mean score (1-5) [{confidence:.0%} CI] (n = ratings, p = participants)",
         notes=notes,
     )
     if chart:
@@ -206,7 +207,7 @@ def run(cfg) -> dict:
     notes = (
         f"{conf:.0%} interval: {how}. {len(ratings)} ratings from {n_part} participants; database {st.db}."
     )
-    paths = write_table3(cells, methods, out_dir, notes=notes, chart=bool(st.get("chart", True)))
+    paths = write_table3(cells, methods, out_dir, notes, bool(st.get("chart", True)), conf)
     print(paths["md"].read_text(), flush=True)
     log.info("Table 3 written to %s", ", ".join(str(p) for p in paths.values()))
     result = {f"table3/{c['layer']}/{c['criterion']}/{c['method']}": c["mean"] for c in cells}
