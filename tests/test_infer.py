@@ -257,9 +257,11 @@ def test_cli_no_arguments_and_bad_input_exit_codes(tmp_path, bad_files):
     [
         (["image={b}/huge.png", "box=[0,0,5,5]"], "huge.png is 5000x8"),
         (["prompt=a bird", "foreground_indices=[0]", "height=100"], "height=100"),
+        (["image={p}/photo.png", "box=[0,0,500,50]"], "outside the 96x96 image"),
+        (["image={p}/photo.png", "box=[0,0,5]"], "four numbers"),
     ],
 )
-def test_size_errors_come_before_any_model_is_loaded(tmp_path, bad_files, monkeypatch, args, match):
+def test_size_errors_come_before_any_model_is_loaded(tmp_path, bad_files, photo, monkeypatch, args, match):
     import layeringdiff.tasks.infer as infer_module
 
     def no_models(*a, **k):
@@ -268,4 +270,4 @@ def test_size_errors_come_before_any_model_is_loaded(tmp_path, bad_files, monkey
     monkeypatch.setattr(infer_module, "build_pipeline", no_models)
     monkeypatch.setattr(infer_module, "check_weights", lambda *a, **k: None)
     with pytest.raises(InputError, match=match):
-        infer(make_cfg(tmp_path, [a.format(b=bad_files) for a in args]))
+        infer(make_cfg(tmp_path, [a.format(b=bad_files, p=photo) for a in args]))

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from layeringdiff.export import check_writable, save_decomposition
 from layeringdiff.imageio import atomic_write_bytes, load_mask, load_rgb
 from layeringdiff.pipeline.errors import InputError
-from layeringdiff.pipeline.foreground import ForegroundSpec, sample_dir
+from layeringdiff.pipeline.foreground import ForegroundSpec, check_box, sample_dir
 from layeringdiff.pipeline.pipeline import check_generation_size, check_image_size
 from layeringdiff.pipeline.prompt import foreground_prompt
 from layeringdiff.weights import MissingWeightsError
@@ -118,7 +118,7 @@ def foreground_specs(item: dict, size: tuple[int, int]) -> list[ForegroundSpec]:
                 raise InputError(f"foreground text must be a non-empty string, got {v!r}")
             specs.append(ForegroundSpec(text=v))
         elif key == "box":
-            specs.append(ForegroundSpec(box=v))
+            specs.append(ForegroundSpec(box=check_box(v, *size)))  # before any model is loaded
         else:
             tensor = load_mask(v)
             if tuple(tensor.shape[-2:]) != size:
