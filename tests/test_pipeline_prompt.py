@@ -51,3 +51,10 @@ def test_bad_indices(indices):
 def test_out_of_range_message_names_the_count():
     with pytest.raises(InputError, match="has 3 words"):
         foreground_prompt("one two three", [3])
+
+
+def test_a_single_integer_is_one_index_and_other_shapes_are_clear_errors():
+    assert foreground_prompt("A bird flying", 1) == "bird"
+    for bad in ("0,1", None, 1.5):
+        with pytest.raises(InputError, match="list of integers"):
+            foreground_prompt("A bird flying", bad)

@@ -39,6 +39,10 @@ def foreground_prompt(prompt: str, indices: Iterable[int]) -> str:
         InputError: empty index set, a non-integer, negative or out-of-range index.
     """
     words = split_words(prompt)
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        indices = [indices]  # one word: foreground_indices=1 means [1]
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable):
+        raise InputError(f"foreground indices must be a list of integers such as [0,1,2], got {indices!r}")
     chosen = list(indices)
     if not chosen:
         raise InputError("foreground_indices is empty: give the word indices of the foreground, e.g. [0,1,2]")
