@@ -104,6 +104,7 @@ def test_evaluate_table3_writes_the_table_and_chart(db, tmp_path, capsys):
 
     out = tmp_path / "run"
     overrides = ["eval=table3", f"study.db={db}", "study.methods=[ours,germer]", f"paths.output_dir={out}"]
+    overrides += ["logger=csv"]
     overrides += [f"paths.root_dir={tmp_path}", f"paths.log_dir={tmp_path / 'logs'}"]
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         cfg = compose("evaluate", overrides=overrides, return_hydra_config=True)
@@ -126,6 +127,8 @@ def test_evaluate_table3_writes_the_table_and_chart(db, tmp_path, capsys):
     assert "| Composite | Image Qual. | 2.00 (n=1, p=1) | - (n=0, p=0) |" in md
     assert md in capsys.readouterr().out
     assert "ours_ci_low" in (out / "table3.csv").read_text().splitlines()[0]
+    logged = list(out.rglob("metrics.csv"))  # logged like the other tables
+    assert logged and "table3/ours/foreground/text_alignment/mean" in logged[0].read_text()
     with Image.open(out / "table3.png") as chart:
         assert chart.size == (960, 480)
         assert len(chart.convert("RGB").getcolors(1 << 16)) > 3  # bars drawn, not a blank page

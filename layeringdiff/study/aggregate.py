@@ -210,6 +210,15 @@ def run(cfg) -> dict:
     paths = write_table3(cells, methods, out_dir, notes, bool(st.get("chart", True)), conf)
     print(paths["md"].read_text(), flush=True)
     log.info("Table 3 written to %s", ", ".join(str(p) for p in paths.values()))
+    from layeringdiff.metrics.report_wandb import log_results  # like Tables 1, 2 and 4 (no-op without logger)
+
+    log_results(
+        cfg,
+        "table3",
+        [{**c, "cell": f"{c['method']}/{c['layer']}/{c['criterion']}"} for c in cells],
+        {"chart": paths["png"]} if "png" in paths else None,
+        label_key="cell",
+    )
     result = {f"table3/{c['layer']}/{c['criterion']}/{c['method']}": c["mean"] for c in cells}
     result.update(n_ratings=float(len(ratings)), n_participants=float(n_part))
     return result
