@@ -158,3 +158,15 @@ def test_table1_fg_miou_through_the_runner(tmp_path):
     assert result["ours/bg_miou"] == pytest.approx(100 * 128 / 1024)
     row = json.loads((tmp_path / "run" / "table1.json").read_text())["rows"][0]
     assert row["count"] == 3 and row["miou_empty_alpha"] == 1
+
+
+def test_table1_rgb_foreground_takes_its_alpha_from_alpha_png(tmp_path):
+    from layeringdiff.metrics.outputs import SampleFolder
+    from layeringdiff.metrics.table1 import _layer_images
+
+    d = write_outputs(tmp_path / "ours", 1, 0) / "p0000"
+    rgba = _layer_images(SampleFolder("p0000", d), (0, 255, 0))["fg"]
+    Image.open(d / "foreground.png").convert("RGB").save(d / "foreground.png")  # alpha only in alpha.png
+    rgb = _layer_images(SampleFolder("p0000", d), (0, 255, 0))["fg"]
+    assert np.array_equal(np.asarray(rgb), np.asarray(rgba))
+    assert np.asarray(rgb)[0, 0].tolist() == [0, 255, 0]  # outside the square: the matte

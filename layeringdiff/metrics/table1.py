@@ -80,7 +80,15 @@ def sample_prompts(sample: SampleFolder, prompts: dict[str, dict]) -> dict[str, 
 def _layer_images(sample: SampleFolder, matte) -> dict:
     from PIL import Image
 
-    fg = Image.fromarray(over_matte(sample.image("foreground"), matte))
+    fg = sample.image("foreground")
+    if fg.mode not in ("RGBA", "LA") and (sample.path / "alpha.png").is_file():
+        # an RGB foreground with its alpha in alpha.png (e.g. a method run elsewhere): same treatment
+        a = Image.fromarray(np.rint(sample.alpha() * 255).astype(np.uint8), "L")
+        if a.size != fg.size:
+            raise ValueError(f"{sample.path}: alpha.png {a.size} and foreground {fg.size} differ in size")
+        fg = fg.convert("RGB")
+        fg.putalpha(a)
+    fg = Image.fromarray(over_matte(fg, matte))
     return {
         "fg": fg,
         "bg": sample.image("background").convert("RGB"),
