@@ -170,8 +170,7 @@ class LayeringDiffLayering:
                 return None
             from layeringdiff.models.hfa import HFANet
 
-            net = HFANet.from_pretrained(path).to(device=place).eval()
-            return net if dtype == torch.float32 else net.to(dtype)
+            return HFANet.from_pretrained(path, dtype=dtype).to(device=place).eval()
 
         return cls(
             FBDD.from_pretrained(resolved["FBDD foreground"]).to(device=place, dtype=dtype).eval(),
