@@ -94,7 +94,9 @@ def bench_full(args) -> dict[str, float]:
         raise SystemExit("--full needs a GPU (none found); the classical CPU benchmark runs without --full")
     device, dtype = torch.device("cuda"), torch.bfloat16
     pipe = LayeringDiffPipeline(
-        ForegroundDetermination.from_pretrained(args.grounding_dino, args.sam, args.vitmatte, device, dtype),
+        ForegroundDetermination.from_pretrained(
+            args.grounding_dino, args.sam, args.vitmatte, device, dtype, offload=args.offload
+        ),
         LayeringDiffLayering.from_pretrained(
             args.fbdd_foreground,
             args.fbdd_background,
@@ -103,6 +105,7 @@ def bench_full(args) -> dict[str, float]:
             device,
             dtype,
             num_inference_steps=25,
+            offload=args.offload,
         ),
         CompositeGenerator.from_pretrained(args.sdxl, device=device, dtype=dtype, offload=args.offload),
     )
