@@ -220,3 +220,15 @@ def test_offload_moves_every_model_to_the_device_while_it_runs(tiny_foreground, 
     tiny_foreground(image, ForegroundSpec(text="a bird"))
     names = {name for name, offload in entered if offload}
     assert {type(p.model).__name__ for p in parts} <= names
+
+
+def test_thin_mask_uses_fewer_erosions_and_says_so(caplog):
+    # A 12 px wide bar vanishes under 5 erosions with a 10x10 kernel; the trimap must keep a definite
+    # foreground (closed-form matting needs one), using as many erosions as the mask allows.
+    mask = torch.zeros(1, 160, 160)
+    mask[:, 20:140, 74:86] = 1
+    with caplog.at_level("WARNING"):
+        trimap, _ = ForegroundDetermination().trimap_from_mask(torch.rand(3, 160, 160), mask)
+    assert (trimap == 1.0).any() and (trimap == 0.0).any()
+    assert trimap[0, 80, 79] == 1.0 and trimap[0, 80, 74 - 20] == 0.5  # dilations kept at 5
+    assert "erosions" in caplog.text and "5 dilations" in caplog.text
