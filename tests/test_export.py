@@ -69,6 +69,9 @@ def test_output_folder_and_psd_round_trip(tmp_path, n):
     shown = np.asarray(psd.composite().convert("RGB")).astype(np.int16)
     assert np.abs(shown - expected).max() <= 1
     assert np.abs(shown - as_uint8(comp)).max() <= 1 + n
+    # the stored merged image (what previewers and readers without layer support show) too
+    with Image.open(out / "layers.psd") as merged:
+        assert np.abs(np.asarray(merged.convert("RGB")).astype(np.int16) - expected).max() <= 1
 
 
 def test_ora_round_trip_is_identical(tmp_path):
