@@ -204,10 +204,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, int]]:
     """Run the cache; returns ``{split: {"written", "skipped", "failed"}}``."""
     args = parse_args(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    check_settings(out, cache_settings(args))
+    # data and models first: a missing model or data set must not leave a settings file behind
+    # that would refuse the corrected rerun into the same --out
     dm = build_datamodule(args.overrides)
     produce = Producer(args)
+    out.mkdir(parents=True, exist_ok=True)
+    check_settings(out, cache_settings(args))
     results = {split: cache_split(dm, split, out, produce, args) for split in args.splits}
     for split, counts in results.items():
         log.info("%s: %s", split, counts)
@@ -218,5 +220,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, int]]:
 
 
 if __name__ == "__main__":
+    from layeringdiff.weights import MissingWeightsError
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except MissingWeightsError as e:
+        sys.exit(f"error: {str(e).splitlines()[0]}")

@@ -156,3 +156,16 @@ def test_cache_fbdd_mode_runs_exported_fbdd_models_and_resumes(tmp_path):
     side = load_sidecar(out, key)
     assert side["fbdd_foreground"].shape == (3, 32, 32) and side["fbdd_background"].shape == (3, 32, 32)
     assert cache.main(args)["train"] == {"written": 0, "skipped": 2, "failed": 0}
+
+
+def test_cache_with_missing_fbdd_model_fails_before_recording_settings(tmp_path):
+    from layeringdiff.weights import MissingWeightsError
+
+    cache = load_cache_script()
+    out = tmp_path / "fbdd_outputs"
+    args = ["--out", str(out), "--mode", "fbdd", "--fbdd-foreground", str(tmp_path / "missing"), "--no-progress",
+            "--splits", "train", "data=synthetic", "data.size=32", "data.num_train=1"]  # fmt: skip
+    with pytest.raises(MissingWeightsError, match="missing"):
+        cache.main(args)
+    # no settings file recorded, so the corrected rerun into the same --out is not refused
+    assert not (out / "cache_info.json").exists()
