@@ -145,10 +145,13 @@ class _KeyRecorder(__import__("lightning").pytorch.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def _fit(dm, tmp_path, max_epochs, ckpt_path=None):
+def _fit(dm, tmp_path, max_epochs, ckpt_path=None, every=None):
     import lightning.pytorch as pl
 
     model = _KeyRecorder()
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=tmp_path, save_last=True, every_n_train_steps=every, save_top_k=-1, filename="{step}"
+    )
     trainer = pl.Trainer(
         max_epochs=max_epochs,
         accelerator="cpu",
@@ -156,16 +159,18 @@ def _fit(dm, tmp_path, max_epochs, ckpt_path=None):
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
-        callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)],
+        limit_val_batches=0,
+        callbacks=[checkpoint],
     )
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return model.keys
 
 
 @pytest.mark.parametrize("source", ["synthetic", "shards"])
-def test_resumed_run_sees_the_uninterrupted_epoch_order(tmp_path, source):
-    # The shuffle order is a function of (seed, epoch) and the trainer restores its epoch: a run
-    # resumed after epoch 0 must see in epoch 1 exactly what the uninterrupted run saw.
+def test_resumed_run_sees_the_uninterrupted_order(tmp_path, source):
+    # The order is a function of (seed, epoch) and the trainer restores its loop counters: a run
+    # resumed at an epoch end or in mid-epoch must train on exactly the batches the uninterrupted
+    # run trained on from that point (not restart the first epoch's order, nor repeat an epoch's head).
     over = {"num_train": 8, "num_val": 2, "batch_size": 2, "size": 16}
     if source == "shards":
         for split, n in (("train", 8), ("val", 2)):
@@ -173,7 +178,10 @@ def test_resumed_run_sees_the_uninterrupted_epoch_order(tmp_path, source):
                 SyntheticLayers(n, size=16, split=split), tmp_path / "shards", split, samples_per_shard=2
             )
         over["dataset"] = {"root": str(tmp_path / "shards"), "shuffle_buffer": 4}
-    full = _fit(_datamodule(source, **over), tmp_path / "full", max_epochs=3)
+    full = _fit(_datamodule(source, **over), tmp_path / "full", max_epochs=3, every=1)  # 4 steps per epoch
+    for step in (4, 6):  # the end of epoch 0's last batch; mid-epoch 1
+        ckpt = str(tmp_path / "full" / f"step={step}.ckpt")
+        assert _fit(_datamodule(source, **over), tmp_path / f"r{step}", 3, ckpt_path=ckpt) == full[step:]
     first = _fit(_datamodule(source, **over), tmp_path / "part", max_epochs=1)
     resumed = _fit(
         _datamodule(source, **over), tmp_path / "part", 3, ckpt_path=str(tmp_path / "part" / "last.ckpt")
@@ -182,3 +190,20 @@ def test_resumed_run_sees_the_uninterrupted_epoch_order(tmp_path, source):
     epochs = [sorted(k for b in full if b[0] == e for k in b[1:]) for e in range(3)]
     assert epochs[0] == epochs[1] == epochs[2]  # every epoch is a permutation of the same samples
     assert [b[1:] for b in full[:4]] != [b[1:] for b in full[4:8]]  # ... in a new order each epoch
+
+
+def test_shard_workers_skip_the_batches_a_resumed_run_already_trained_on(tmp_path):
+    # Loader workers deal batches round-robin; a mid-epoch resume skips each worker's share.
+    from torch.utils.data import DataLoader
+
+    from layeringdiff.data.shards import ShardDataset
+
+    write_shards(SyntheticLayers(8, size=16), tmp_path, "train", samples_per_shard=2)
+
+    def batches(resume_batches):
+        ds = ShardDataset(tmp_path, "train", size=16, seed=3, shuffle_buffer=3)
+        ds.set_epoch(1, resume_batches=resume_batches, batch_size=2)
+        return [b["key"] for b in DataLoader(ds, batch_size=2, num_workers=2)]
+
+    full = batches(0)
+    assert len(full) == 4 and batches(3) == full[3:]

@@ -90,9 +90,9 @@ class SidecarIterable(IterableDataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, **resume) -> None:
         if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
+            self.dataset.set_epoch(epoch, **resume)
 
     def __iter__(self) -> Iterator[dict]:
         for sample in self.dataset:
@@ -117,18 +117,23 @@ class EpochShuffleSampler(RandomSampler):
     Args:
         data_source: the map-style data set.
         seed: data seed.
+        resume: ``(epoch, samples)``: in that epoch, leave out the first ``samples`` of the order
+            (those the interrupted run had already trained on).
     """
 
-    def __init__(self, data_source: Dataset, seed: int = 0) -> None:
+    def __init__(self, data_source: Dataset, seed: int = 0, resume: tuple[int, int] = (0, 0)) -> None:
         super().__init__(data_source)
         self.seed, self.epoch = int(seed), 0
+        self.resume = (int(resume[0]), int(resume[1]))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(stable_seed("shuffle", self.seed, self.epoch))
-        yield from torch.randperm(len(self.data_source), generator=g).tolist()
+        start = self.resume[1] if self.resume[0] == self.epoch else 0
+        self.resume = (0, 0)
+        yield from torch.randperm(len(self.data_source), generator=g)[start:].tolist()
         self.epoch += 1
 
 
@@ -198,19 +203,37 @@ class LayerDataModule(pl.LightningDataModule):
         for split in splits.get(stage, ("train", "val", "test")):
             self.build(split)
 
+    def resume_position(self, num_samples: int | None) -> tuple[int, int]:
+        """``(epoch, batches already trained in it)`` where the attached trainer (re)starts.
+
+        Lightning restores its loop counters before asking for the loaders; a mid-epoch checkpoint
+        then continues the epoch with the batches the interrupted run had not reached yet.
+        """
+        if self.trainer is None:
+            return 0, 0
+        loop = self.trainer.fit_loop
+        epoch = loop.epoch_progress.current.processed  # what Lightning passes to set_epoch
+        done = loop.epoch_loop.batch_progress.current.ready if loop.epoch_loop.restarting else 0
+        if num_samples is None:
+            return epoch, done
+        per_epoch = num_samples // self.batch_size if self.drop_last else -(-num_samples // self.batch_size)
+        return (epoch + 1, 0) if done >= per_epoch else (epoch, done)
+
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = self.build(split)
         iterable = isinstance(ds, IterableDataset)
-        if train and iterable and hasattr(ds, "set_epoch"):
-            # Streams shuffle by (seed, epoch): start from the trainer's restored epoch on resume (the
-            # counter Lightning passes to samplers' set_epoch; current_epoch lags it in end-of-epoch
-            # checkpoints).
-            epoch = self.trainer.fit_loop.epoch_progress.current.processed if self.trainer is not None else 0
-            ds.set_epoch(epoch)
+        sampler = None
+        if train:
+            # The order is a function of (seed, epoch); a resumed run starts where the trainer stopped.
+            epoch, done = self.resume_position(len(ds) if hasattr(ds, "__len__") else None)
+            if not iterable:
+                sampler = EpochShuffleSampler(ds, self.seed, resume=(epoch, done * self.batch_size))
+            elif hasattr(ds, "set_epoch"):
+                ds.set_epoch(epoch, resume_batches=done, batch_size=self.batch_size)
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(ds, self.seed) if train and not iterable else None,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             drop_last=train and self.drop_last,

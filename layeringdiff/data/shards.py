@@ -300,13 +300,17 @@ class ShardDataset(IterableDataset):
             (1000 if split == "train" else 0) if shuffle_buffer is None else int(shuffle_buffer)
         )
         self.size, self.epoch = int(size), 0
+        self._resume = (0, 0, 1)  # (epoch, batches to skip, batch size)
         self.skipped: dict[str, str] = {}
 
     def __len__(self) -> int:
         return self.num_samples
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, resume_batches: int = 0, batch_size: int = 1) -> None:
+        """Start the next pass at ``epoch``; skip the ``resume_batches`` batches of ``batch_size``
+        that an interrupted run already trained on in it (loader workers deal batches round-robin)."""
         self.epoch = int(epoch)
+        self._resume = (self.epoch, int(resume_batches), int(batch_size))
 
     def _my_urls(self, epoch: int) -> tuple[list[str], int | None]:
         """Shards of this node and worker, and this worker's sample budget."""
@@ -347,6 +351,12 @@ class ShardDataset(IterableDataset):
         # exhausting this generator, so code after the loop would never run.
         epoch, self.epoch = self.epoch, self.epoch + 1
         urls, budget = self._my_urls(epoch)
+        info = get_worker_info()
+        wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
+        resume_epoch, done, batch_size = self._resume
+        self._resume = (0, 0, 1)
+        # batches j < done came from worker j % nworkers: skip this worker's share of them, undecoded
+        skip = len(range(wid, done, nworkers)) * batch_size if resume_epoch == epoch else 0
         stream = self._records(urls)
         if self.shuffle_buffer:
             rng = random.Random(stable_seed("shuffle", self.seed, epoch, *urls))
@@ -355,6 +365,9 @@ class ShardDataset(IterableDataset):
         for record in stream:
             if budget is not None and n >= budget:
                 break
+            if skip:
+                skip, n = skip - 1, n + 1
+                continue
             try:
                 sample = decode_sample(record)
             except (ImageReadError, KeyError, ValueError) as e:
