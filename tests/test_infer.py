@@ -153,6 +153,13 @@ def test_batch_mode_is_resumable_and_skips_bad_prompts(tmp_path, tiny_cache):
     assert (tmp_path / "batch/two/foreground_2.png").is_file()
     again = infer(make_cfg(tmp_path, over, tiny_cache))
     assert again["written"] == 0 and again["skipped_done"] == 2
+    # a non-empty folder without meta.json in the way is a failed item, not the end of the batch
+    (tmp_path / "batch" / "bad").mkdir()
+    (tmp_path / "batch" / "bad" / "notes.txt").write_text("mine")
+    lines[1]["foreground_indices"] = [0]
+    prompts.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    third = infer(make_cfg(tmp_path, over, tiny_cache))
+    assert [f["id"] for f in third["failed"]] == ["bad"] and "already exists" in third["failed"][0]["error"]
 
 
 def test_per_layer():

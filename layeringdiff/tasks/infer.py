@@ -357,7 +357,9 @@ def infer_batch(cfg: DictConfig, out_root: Path, device, dtype) -> dict:
                     }
                 )
                 done.append(str(run_item(pipe, cfg, item, request, out_root / str(item["id"]), seed)))
-            except InputError as e:  # one bad prompt (or no foreground found) is skipped and counted
+            # one bad prompt, no foreground found, or a non-empty folder without meta.json in the
+            # way: skipped and counted, the rest of the batch goes on
+            except (InputError, FileExistsError) as e:
                 log.warning("skipped %s: %s", item["id"], e)
                 failed.append({"id": item["id"], "error": str(e)})
     summary = {
