@@ -251,5 +251,9 @@ def test_tiny_hfa_build_interrupted_leaves_nothing_that_looks_complete(tmp_path,
         with pytest.raises(KeyboardInterrupt):
             build_hfa(tmp_path / "ban", "background")
     assert list(tmp_path.iterdir()) == []
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
     net = HFANet.from_pretrained(build_hfa(tmp_path / "ban", "background"))
+    assert torch.equal(torch.rand(1), expected)  # the caller's RNG is left alone
     assert net.config.layer == "background"

@@ -33,8 +33,9 @@ def build(paths: Mapping[str, str | os.PathLike | None], seed: int = 0) -> dict[
         path = Path(paths[key])
         if not (path / CONFIG_NAME).is_file():
             base = base or sd2.build(Path(fg_path or path).parent / "sd2_inpainting", seed=seed)
-            torch.manual_seed(seed)
-            FBDD.from_sd2_inpainting(base, layer).save_pretrained(path)  # atomic itself
+            with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
+                torch.manual_seed(seed)
+                FBDD.from_sd2_inpainting(base, layer).save_pretrained(path)  # atomic itself
         written[key] = path
     for key, layer in (("fan", "foreground"), ("ban", "background")):
         if paths.get(key):
@@ -49,8 +50,9 @@ def build_hfa(path: str | os.PathLike, layer: str, seed: int = 0) -> Path:
     path = Path(path)
     if (path / "config.json").is_file():
         return path
-    torch.manual_seed(seed)
-    net = HFANet(layer=layer, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8)
+    with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
+        torch.manual_seed(seed)
+        net = HFANet(layer=layer, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8)
     return _publish(path, net.save_pretrained)
 
 
