@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from layeringdiff.models.fbdd import FBDD, FBDDInputError
+from layeringdiff.models.fbdd import FBDD, FBDDInputError, make_scheduler
 from layeringdiff.modules.fbdd import FBDDModule
 from layeringdiff.tiny import sd2
 
@@ -98,3 +98,10 @@ def test_resume_from_the_other_layers_checkpoint_is_refused(repo, null_cache):
     checkpoint = {"hyper_parameters": {"layer": "background"}, "state_dict": {}}
     module.on_load_checkpoint(checkpoint)
     assert any(k.startswith("fbdd.vae.") for k in checkpoint["state_dict"])  # the VAE is put back
+
+
+def test_samplers_never_clip_latents_even_if_the_repo_config_is_silent(fbdd):
+    config = {k: v for k, v in fbdd.noise_scheduler.config.items() if k != "clip_sample"}
+    model = FBDD(fbdd.unet, fbdd.vae, config, fbdd.null_prompt_embeds, "foreground")
+    for name in ("ddim", "ddpm"):
+        assert make_scheduler(name, dict(model.noise_scheduler.config)).config.clip_sample is False

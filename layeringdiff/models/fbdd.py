@@ -270,7 +270,11 @@ class FBDD(nn.Module):
             "null_prompt_embeds", null_prompt_embeds.reshape(1, *null_prompt_embeds.shape[-2:])
         )
         config = {k: v for k, v in dict(scheduler_config).items() if not k.startswith("_")}
-        self.noise_scheduler = DDPMScheduler.from_config({**config, "prediction_type": "v_prediction"})
+        # Latents are not confined to [-1, 1]: never clip the x0 estimate (DDPM/DDIM default to clipping
+        # when a repo's config does not say clip_sample: false).
+        self.noise_scheduler = DDPMScheduler.from_config(
+            {**config, "prediction_type": "v_prediction", "clip_sample": False}
+        )
         # Latents and alpha must survive the UNet's down-sampling.
         self.size_multiple = self.vae_factor * 2 ** (len(unet.config.block_out_channels) - 1)
 
