@@ -257,3 +257,14 @@ def test_tiny_hfa_build_interrupted_leaves_nothing_that_looks_complete(tmp_path,
     net = HFANet.from_pretrained(build_hfa(tmp_path / "ban", "background"))
     assert torch.equal(torch.rand(1), expected)  # the caller's RNG is left alone
     assert net.config.layer == "background"
+
+
+def test_tiny_builders_leave_the_callers_rng_alone(tmp_path):
+    from layeringdiff.tiny import foreground, sdxl
+
+    torch.manual_seed(7)
+    expected = torch.rand(2)
+    torch.manual_seed(7)
+    sdxl.build_controlnet(tmp_path / "controlnet")
+    foreground.build_vitmatte(tmp_path / "vitmatte")
+    assert torch.equal(torch.rand(2), expected)

@@ -36,7 +36,8 @@ def _publish(path: Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        write(tmp)
+        with torch.random.fork_rng(devices=[]):  # the builders seed: leave the caller's RNG alone
+            write(tmp)
         os.replace(tmp, path)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -10,6 +10,7 @@ two encoders' hidden sizes concatenated (32 + 32). The VAE factor is 2 (the real
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -115,6 +116,18 @@ def _start(path: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
 
 
+def _own_rng(fn):
+    """Run a builder inside a forked torch RNG: its seeding leaves the caller's RNG alone."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_own_rng
 def build(path: str | os.PathLike, seed: int = 0) -> Path:
     """Write the tiny SDXL folder at ``path`` (idempotent: a complete folder is kept).
 
@@ -159,6 +172,7 @@ def build(path: str | os.PathLike, seed: int = 0) -> Path:
     return _publish(tmp, path, COMPONENTS)
 
 
+@_own_rng
 def build_controlnet(path: str | os.PathLike, seed: int = 0) -> Path:
     """Write a tiny SDXL ``ControlNetModel`` folder matching :func:`build`'s UNet (idempotent)."""
     from diffusers import ControlNetModel
