@@ -78,3 +78,13 @@ def test_scripts_refuse_bad_sources_in_one_line(tmp_path):
             ["--foregrounds", str(tmp_path), "--backgrounds", str(tmp_path), "--out", str(tmp_path / "x.tsv")]
         )
     assert "no image files" in str(err.value)
+    from layeringdiff.data.preview import main as preview
+
+    for argv, expected in (
+        (["data=folders", f"foregrounds={tmp_path / 'none'}", f"backgrounds={tmp_path}"], "no such folder"),
+        (["data=folders"], "needs the argument foregrounds"),
+        (["data=shards", f"root={tmp_path}"], "no shard manifest"),
+    ):
+        with pytest.raises(SystemExit) as err:
+            preview([*argv, f"out={tmp_path / 'grid.png'}"])
+        assert expected in str(err.value) and "\n" not in str(err.value)

@@ -78,7 +78,14 @@ def main(argv: list[str] | None = None) -> Path:
     args = dict(OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv)))
     out = Path(args.get("out", "preview.png"))
     n = int(args.get("n", 8))
-    ds = _dataset(args)
+    from layeringdiff.data.sources import DataSourceError
+
+    try:
+        ds = _dataset(args)
+    except DataSourceError as e:  # missing / empty folder, no manifest: one line, no traceback
+        raise SystemExit(f"preview: {e}") from None
+    except KeyError as e:
+        raise SystemExit(f"preview: data={args.get('data')} needs the argument {e.args[0]}=...") from None
     samples = (
         [s for _, s in zip(range(n), iter(ds))]
         if isinstance(ds, torch.utils.data.IterableDataset)
