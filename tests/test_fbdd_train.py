@@ -77,3 +77,20 @@ def test_empty_training_set_fails_before_training(tmp_path):
         train(cfg)
     assert "\n" not in str(e.value) and "empty" in str(e.value).lower()
     assert not list((tmp_path / "empty").glob("checkpoints/*.ckpt"))
+
+
+def test_train_py_missing_weights_is_one_line_and_exit_1(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "train.py"), "experiment=fbdd_smoke", "model.build_tiny=false"]
+    cmd += [
+        f"model.pretrained={tmp_path / 'missing'}",
+        f"paths.log_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and last.startswith("error: SD2-inpainting unet: no folder at")
+    assert "Traceback" not in proc.stderr
