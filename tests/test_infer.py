@@ -160,6 +160,14 @@ def test_batch_mode_is_resumable_and_skips_bad_prompts(tmp_path, tiny_cache):
     prompts.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     third = infer(make_cfg(tmp_path, over, tiny_cache))
     assert [f["id"] for f in third["failed"]] == ["bad"] and "already exists" in third["failed"][0]["error"]
+    # an output made from another prompt under the same id is reported, not taken as done
+    lines[2]["prompt"] = "A dog on a glass table"
+    prompts.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    fourth = infer(make_cfg(tmp_path, over, tiny_cache))
+    assert fourth["skipped_done"] == 1 and fourth["written"] == 0
+    assert [f["id"] for f in fourth["failed"]] == ["two", "bad"]
+    assert "another prompt" in fourth["failed"][0]["error"]
+    assert json.loads((tmp_path / "batch/two/meta.json").read_text())["prompt"] == "A cat on a glass table"
 
 
 def test_per_layer():

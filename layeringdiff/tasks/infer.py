@@ -333,15 +333,19 @@ def infer_batch(cfg: DictConfig, out_root: Path, device, dtype) -> dict:
 
     items = read_prompt_file(cfg.prompts)
     out_root.mkdir(parents=True, exist_ok=True)
-    todo = [it for it in items if not (out_root / str(it["id"]) / "meta.json").is_file()]
-    log.info(
-        "%d prompts, %d already done, %d to run into %s",
-        len(items),
-        len(items) - len(todo),
-        len(todo),
-        out_root,
-    )
-    done, failed = [], []
+    todo, finished, failed = [], 0, []
+    for item in items:
+        meta = out_root / str(item["id"]) / "meta.json"
+        if not meta.is_file():
+            todo.append(item)
+        elif json.loads(meta.read_text(encoding="utf-8")).get("prompt") == item["prompt"]:
+            finished += 1
+        else:  # made from another prompt file: never overwritten, never counted as done
+            error = f"{meta.parent} holds the output of another prompt; move it away to regenerate"
+            log.warning("skipped %s: %s", item["id"], error)
+            failed.append({"id": item["id"], "error": error})
+    log.info("%d prompts, %d already done, %d to run into %s", len(items), finished, len(todo), out_root)
+    done = []
     if todo:
         check_generation_size(int(cfg.height), int(cfg.width))
         check_weights(cfg, text_mode=True, needs_detector=True)
@@ -364,7 +368,7 @@ def infer_batch(cfg: DictConfig, out_root: Path, device, dtype) -> dict:
                 failed.append({"id": item["id"], "error": str(e)})
     summary = {
         "total": len(items),
-        "skipped_done": len(items) - len(todo),
+        "skipped_done": finished,
         "written": len(done),
         "failed": failed,
     }
