@@ -37,7 +37,7 @@ def resize_crop(image: np.ndarray, size: int) -> np.ndarray:
         scale = size / min(h, w)
         nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
         if (nh, nw) != (h, w):
-            image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((nw, nh), Image.BICUBIC))
+            image = np.array(Image.fromarray(np.ascontiguousarray(image)).resize((nw, nh), Image.BICUBIC))
         top, left = (nh - size) // 2, (nw - size) // 2
         image = image[top : top + size, left : left + size]
     return np.ascontiguousarray(image)
