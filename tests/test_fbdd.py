@@ -187,6 +187,16 @@ def test_seeded_sampling_is_deterministic(fbdd, scheduler):
     assert not torch.equal(runs[0], runs[2])
 
 
+def test_sampling_progress_bar_counts_the_steps(fbdd, capsys):
+    composite, alpha = inputs(b=1)
+    quiet = fbdd.decompose(composite, alpha, 3, generator=torch.Generator().manual_seed(0))
+    assert "FBDD foreground" not in capsys.readouterr().err
+    shown = fbdd.decompose(composite, alpha, 3, generator=torch.Generator().manual_seed(0), progress=True)
+    err = capsys.readouterr().err
+    assert "FBDD foreground" in err and "/3 " in err  # a bar over the 3 sampler steps
+    torch.testing.assert_close(quiet, shown, atol=0, rtol=0)
+
+
 def test_null_prompt_cached_so_text_encoder_is_not_needed(repo, null_cache, tmp_path):
     FBDD.from_sd2_inpainting(repo, "background", null_prompt_cache=null_cache)  # fills the cache
     partial = tmp_path / "sd2"

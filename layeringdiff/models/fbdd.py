@@ -484,6 +484,7 @@ class FBDD(nn.Module):
         generator: torch.Generator | None = None,
         scheduler=None,
         composite_latents: torch.Tensor | None = None,
+        progress: bool = False,
     ) -> torch.Tensor:
         """Sample this model's layer (F or B) of a composite.
 
@@ -495,6 +496,7 @@ class FBDD(nn.Module):
             scheduler: ``None`` (DDIM), a name from :data:`SAMPLERS`, or a diffusers scheduler
                 instance configured for v-prediction.
             composite_latents: the composite's scaled latents if already known (skips the encoder).
+            progress: show a progress bar over the sampler steps.
 
         Returns:
             The layer, (B, 3, H, W) float in [0, 1], on the composite's device.
@@ -521,7 +523,9 @@ class FBDD(nn.Module):
             {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
         )
         # 3. denoise
-        for t in scheduler.timesteps:
+        from tqdm.auto import tqdm
+
+        for t in tqdm(scheduler.timesteps, desc=f"FBDD {self.layer}", disable=not progress, leave=False):
             v = self(scheduler.scale_model_input(latents, t), t, cond, folded)
             latents = scheduler.step(v.float(), t, latents, return_dict=False, **step_kwargs)[0]
         # 4. decode

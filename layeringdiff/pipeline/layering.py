@@ -140,6 +140,11 @@ class LayeringDiffLayering:
         )
         self.num_inference_steps, self.multiple, self.project = num_inference_steps, multiple, project
         self.device, self.offload = torch.device(device), offload
+        self.progress = False
+
+    def set_progress_bar(self, enabled: bool) -> None:
+        """Show a progress bar over each FBDD model's sampler steps."""
+        self.progress = enabled
 
     @classmethod
     def from_pretrained(
@@ -208,7 +213,7 @@ class LayeringDiffLayering:
             with on_device(fbdd, self.device, self.offload):
                 coarse = fbdd.decompose(
                     c.to(dtype), a.to(dtype), num_inference_steps=self.num_inference_steps,
-                    generator=generator, scheduler=self.scheduler,
+                    generator=generator, scheduler=self.scheduler, progress=self.progress,
                 ).float()  # fmt: skip
             with on_device(hfa, self.device, self.offload):
                 layers[layer] = refine(hfa, c, a, coarse, layer=layer) if hfa is not None else coarse

@@ -131,8 +131,9 @@ class LayeringDiffPipeline:
 
     def set_progress_bar(self, enabled: bool) -> None:
         self._progress = enabled
-        if self.generator is not None:
-            self.generator.set_progress_bar(enabled)
+        for stage in (self.generator, self.layering):
+            if hasattr(stage, "set_progress_bar"):
+                stage.set_progress_bar(enabled)
 
     @torch.no_grad()
     def __call__(
