@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from layeringdiff.imageio import set_default_permissions
+
 SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 WORDS = (
     ".", ",", "a", "an", "the", "of", "at", "over", "bird", "flying", "sunset", "mountains", "cat", "dog",
@@ -38,6 +40,7 @@ def _publish(path: Path, write) -> Path:
     try:
         with torch.random.fork_rng(devices=[]):  # the builders seed: leave the caller's RNG alone
             write(tmp)
+        set_default_permissions(tmp)  # mkdtemp makes it 0700
         os.replace(tmp, path)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)

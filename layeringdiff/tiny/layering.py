@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from layeringdiff.imageio import set_default_permissions
+
 
 def build(paths: Mapping[str, str | os.PathLike | None], seed: int = 0) -> dict[str, Path]:
     """Write the exports named in ``paths`` (keys ``fbdd_foreground``, ``fbdd_background``,
@@ -66,6 +68,7 @@ def _publish(path: Path, save) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         save(tmp)
+        set_default_permissions(tmp)  # mkdtemp makes it 0700
         if path.exists():  # a leftover without its config: replace it
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from layeringdiff.imageio import set_default_permissions
 from layeringdiff.tiny import clip_tokenizer
 
 COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
@@ -100,6 +101,7 @@ def is_complete(path: str | os.PathLike, components=COMPONENTS) -> bool:
 
 
 def _publish(tmp: Path, path: Path, components) -> Path:
+    set_default_permissions(tmp)  # mkdtemp makes it 0700
     try:
         os.replace(tmp, path)
     except OSError:  # another process finished first
