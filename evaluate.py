@@ -8,32 +8,19 @@
 Resume an interrupted run: add hydra.run.dir=<that run folder>.
 """
 
-import logging
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
+from layeringdiff.tasks.common import run_or_exit
 from layeringdiff.tasks.evaluate import evaluate
 from layeringdiff.weights import MissingWeightsError
 
-EXPECTED = (MissingWeightsError, FileNotFoundError, ValueError)
+USER_ERRORS = (MissingWeightsError, FileNotFoundError, ValueError)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate.yaml")
 def main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except Exception as e:
-        # Bad input or missing weights: one line and a non-zero exit (Hydra wraps errors raised
-        # while building a method, so look at the cause chain).
-        cause = e
-        while not isinstance(cause, EXPECTED) and cause.__cause__ is not None:
-            cause = cause.__cause__
-        if not isinstance(cause, EXPECTED):
-            raise
-        logging.getLogger("evaluate").error("%s", cause)
-        sys.exit(f"error: {cause}")
+    run_or_exit(evaluate, cfg, USER_ERRORS)
 
 
 if __name__ == "__main__":

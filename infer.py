@@ -7,13 +7,12 @@
 Bad input ends with one line on stderr and exit status 1 (no traceback, nothing half-written).
 """
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from layeringdiff.imageio import ImageReadError
 from layeringdiff.pipeline.errors import InputError
+from layeringdiff.tasks.common import run_or_exit
 from layeringdiff.tasks.infer import infer
 from layeringdiff.weights import MissingWeightsError
 
@@ -22,11 +21,7 @@ USER_ERRORS = (InputError, ImageReadError, MissingWeightsError, FileExistsError,
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="infer.yaml")
 def main(cfg: DictConfig) -> None:
-    try:
-        result = infer(cfg)
-    except USER_ERRORS as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        sys.exit(1)
+    result = run_or_exit(infer, cfg, USER_ERRORS)
     for path in result["out_dirs"]:
         print(path)
 

@@ -40,3 +40,27 @@ def test_instantiate_group_builds_each_target():
     )
     assert instantiate_group(group) == [{"k": 1}, []]
     assert instantiate_group(None) == []
+
+
+def test_run_or_exit_finds_the_user_error_along_the_cause_chain():
+    from hydra.errors import InstantiationException
+
+    from layeringdiff.tasks.common import run_or_exit
+    from layeringdiff.weights import MissingWeightsError
+
+    def wrapped(cfg):
+        try:
+            raise MissingWeightsError("SAM: no folder at /w/sam")
+        except MissingWeightsError as e:
+            raise InstantiationException("Error in call to target 'x':\nMissingWeightsError(...)") from e
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_or_exit(wrapped, OmegaConf.create({}), (MissingWeightsError,))
+    assert str(exit_info.value.code) == "error: SAM: no folder at /w/sam"
+
+    def bug(cfg):
+        raise KeyError("a programming error keeps its traceback")
+
+    with pytest.raises(KeyError):
+        run_or_exit(bug, OmegaConf.create({}), (MissingWeightsError,))
+    assert run_or_exit(lambda cfg: cfg.a + 1, OmegaConf.create({"a": 1}), (ValueError,)) == 2

@@ -60,3 +60,24 @@ def resolve_ckpt_path(
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no checkpoint file at {path}")
     return str(path)
+
+
+def run_or_exit(task, cfg: DictConfig, expected: tuple[type[BaseException], ...]):
+    """Run an entry point's task; an error the user can fix ends the process with one line.
+
+    Hydra wraps errors raised while instantiating the data or a model, so the cause chain is
+    searched for an ``expected`` error; anything else propagates with its traceback.
+    """
+    import sys
+
+    try:
+        return task(cfg)
+    except Exception as e:
+        cause = e
+        while cause is not None and not isinstance(cause, expected):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        message = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        log.error("%s", message)
+        sys.exit(f"error: {message}")
