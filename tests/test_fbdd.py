@@ -14,21 +14,6 @@ from layeringdiff.tiny import sd2
 from layeringdiff.weights import MissingWeightsError
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    return sd2.build(tmp_path_factory.mktemp("tiny") / "sd2_inpainting")
-
-
-@pytest.fixture(scope="module")
-def null_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("null_prompt")
-
-
-@pytest.fixture(scope="module")
-def fbdd(repo, null_cache):
-    return FBDD.from_sd2_inpainting(repo, "foreground", null_prompt_cache=null_cache)
-
-
 def inputs(seed=0, b=2, size=32):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(b, 3, size, size, generator=g), torch.rand(b, 1, size, size, generator=g)

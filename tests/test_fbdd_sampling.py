@@ -8,22 +8,6 @@ import torch
 
 from layeringdiff.models.fbdd import FBDD, FBDDInputError, make_scheduler
 from layeringdiff.modules.fbdd import FBDDModule
-from layeringdiff.tiny import sd2
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    return sd2.build(tmp_path_factory.mktemp("tiny") / "sd2_inpainting")
-
-
-@pytest.fixture(scope="module")
-def null_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("null_prompt")
-
-
-@pytest.fixture(scope="module")
-def fbdd(repo, null_cache):
-    return FBDD.from_sd2_inpainting(repo, "foreground", null_prompt_cache=null_cache)
 
 
 @pytest.mark.parametrize(
