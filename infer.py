@@ -10,7 +10,7 @@ Bad input ends with one line on stderr and exit status 1 (no traceback, nothing 
 import hydra
 from omegaconf import DictConfig
 
-from layeringdiff.imageio import ImageReadError
+from layeringdiff.images import ImageReadError
 from layeringdiff.pipeline.errors import InputError
 from layeringdiff.tasks.common import run_or_exit
 from layeringdiff.tasks.infer import infer

@@ -10,7 +10,7 @@ settings refuses to mix into the same folder.
 Modes:
   fbdd     the paper's setting: run the exported FBDD models (``FBDD.from_pretrained``).
   degrade  development aid, NOT the paper's setting: degraded ground truth
-           (layeringdiff.models.hfa.degrade_like_fbdd), for working without trained FBDD models.
+           (layeringdiff.networks.hfa.degrade_like_fbdd), for working without trained FBDD models.
 
 Examples (arguments after the options are Hydra overrides of configs/train.yaml's data group):
   python data/cache_fbdd_outputs.py --out data/fbdd_outputs/shards --mode fbdd \\
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from layeringdiff.data.sidecar import image_to_uint8, sidecar_path
-from layeringdiff.imageio import atomic_write_bytes
+from layeringdiff.files import atomic_write_bytes
 
 log = logging.getLogger("cache_fbdd_outputs")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -126,7 +126,7 @@ class Producer:
         self.args = args
         self.models: dict[str, object] = {}
         if args.mode == "fbdd":
-            from layeringdiff.models.fbdd import FBDD
+            from layeringdiff.networks.fbdd import FBDD
 
             for layer, path in (("foreground", args.fbdd_foreground), ("background", args.fbdd_background)):
                 if path:
@@ -141,7 +141,7 @@ class Producer:
 
     def __call__(self, batch: dict, keys: list[str]) -> dict[str, torch.Tensor]:
         from layeringdiff.data.splits import stable_seed
-        from layeringdiff.models.hfa import degrade_like_fbdd
+        from layeringdiff.networks.hfa import degrade_like_fbdd
 
         out = {}
         for layer in self.layers:

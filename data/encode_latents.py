@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from layeringdiff.data.sidecar import save_sidecar, sidecar_path
-from layeringdiff.imageio import atomic_write_bytes
+from layeringdiff.files import atomic_write_bytes
 
 log = logging.getLogger("encode_latents")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

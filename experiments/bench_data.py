@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from layeringdiff.compose import trimap_from_alpha
+from layeringdiff.compositing import trimap_from_alpha
 from layeringdiff.data.folders import FolderComposites
 from layeringdiff.data.shards import ShardDataset, write_shards
 from layeringdiff.data.synthetic import SyntheticLayers

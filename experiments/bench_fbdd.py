@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from layeringdiff.models.fbdd import FBDD, SD2_INPAINTING_UNET_CONFIG, SD2_SCHEDULER_CONFIG, SD2_VAE_CONFIG
-from layeringdiff.modules.fbdd import FBDDModule
+from layeringdiff.networks.fbdd import FBDD, SD2_INPAINTING_UNET_CONFIG, SD2_SCHEDULER_CONFIG, SD2_VAE_CONFIG
+from layeringdiff.training.fbdd_module import FBDDModule
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -19,7 +19,7 @@ import numpy as np
 import pywt
 import torch
 
-from layeringdiff.models.losses import haar_highfreq_loss
+from layeringdiff.networks.haar import haar_highfreq_loss
 
 
 def pywt_loss_and_grad(pred: np.ndarray, target: np.ndarray, levels: int) -> tuple[float, np.ndarray]:

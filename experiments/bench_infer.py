@@ -38,7 +38,7 @@ def timed(fn, *args, **kwargs):
 def write_files(image, fg, bg, alpha) -> None:
     """Encode what an output folder holds (to memory, so disk speed does not count)."""
     from layeringdiff.export import ora_bytes, psd_bytes
-    from layeringdiff.imageio import tensor_to_pil
+    from layeringdiff.images import tensor_to_pil
 
     for x in (image, fg, bg, alpha):
         tensor_to_pil(x).save(io.BytesIO(), format="PNG")
@@ -47,7 +47,7 @@ def write_files(image, fg, bg, alpha) -> None:
 
 
 def bench_classical(size: int, repeats: int) -> dict[str, float]:
-    from layeringdiff.imageio import pil_to_tensor
+    from layeringdiff.images import pil_to_tensor
     from layeringdiff.pipeline.baselines import germer_foreground_background, inpaint_opencv
     from layeringdiff.pipeline.foreground import ForegroundDetermination, closed_form_matting, grabcut_mask
     from layeringdiff.pipeline.layering import project_to_composite

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from layeringdiff.imageio import atomic_write_bytes, tensor_to_pil
+from layeringdiff.files import atomic_write_bytes
+from layeringdiff.images import tensor_to_pil
 
 ORA_MIMETYPE = b"image/openraster"
 THUMBNAIL_SIZE = 256

@@ -36,6 +36,6 @@ def null_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fbdd(repo, null_cache):
-    from layeringdiff.models.fbdd import FBDD
+    from layeringdiff.networks.fbdd import FBDD
 
     return FBDD.from_sd2_inpainting(repo, "foreground", null_prompt_cache=null_cache)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from layeringdiff.compose import check_trimap, trimap_from_alpha
+from layeringdiff.compositing import check_trimap, trimap_from_alpha
 from layeringdiff.data.recipe import make_sample, resize_crop, trimap_kernels
 from layeringdiff.data.synthetic import COLOURS, SyntheticLayers, synth_background, synthetic_layers
 

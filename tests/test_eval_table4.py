@@ -35,9 +35,9 @@ def copy_methods(cfg):
     with open_dict(cfg):
         cfg.eval.methods = {
             "copy": {
-                "_target_": "layeringdiff.metrics.table4_methods.MattingThenLayering",
+                "_target_": "layeringdiff.evaluation.table4_methods.MattingThenLayering",
                 "matting": None,  # oracle alpha
-                "layering": {"_target_": "layeringdiff.metrics.table4_methods.CompositeCopy"},
+                "layering": {"_target_": "layeringdiff.evaluation.table4_methods.CompositeCopy"},
             }
         }
     return cfg

@@ -105,8 +105,8 @@ def test_table1_tiny_extractors_and_compare(tmp_path):
 
 
 def test_table1_prompts_come_from_the_generated_record_before_the_prompt_file(tmp_path):
-    from layeringdiff.metrics.outputs import SampleFolder
-    from layeringdiff.metrics.table1 import sample_prompts
+    from layeringdiff.evaluation.outputs import SampleFolder
+    from layeringdiff.evaluation.table1 import sample_prompts
 
     d = tmp_path / "p0000"
     d.mkdir()
@@ -161,8 +161,8 @@ def test_table1_fg_miou_through_the_runner(tmp_path):
 
 
 def test_table1_rgb_foreground_takes_its_alpha_from_alpha_png(tmp_path):
-    from layeringdiff.metrics.outputs import SampleFolder
-    from layeringdiff.metrics.table1 import _layer_images
+    from layeringdiff.evaluation.outputs import SampleFolder
+    from layeringdiff.evaluation.table1 import _layer_images
 
     d = write_outputs(tmp_path / "ours", 1, 0) / "p0000"
     rgba = _layer_images(SampleFolder("p0000", d), (0, 255, 0))["fg"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from layeringdiff.compose import composite_layers
+from layeringdiff.compositing import composite_layers
 from layeringdiff.export import check_writable, ora_bytes, read_ora, save_decomposition
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from layeringdiff.compose import shuffle_alpha
-from layeringdiff.models.fbdd import FBDD, FBDDInputError, vae_factor, widen_conv_in
-from layeringdiff.modules.fbdd import FBDDModule
+from layeringdiff.compositing import shuffle_alpha
+from layeringdiff.networks.fbdd import FBDD, FBDDInputError, vae_factor, widen_conv_in
+from layeringdiff.training.fbdd_module import FBDDModule
 from layeringdiff.tiny import sd2
 from layeringdiff.weights import MissingWeightsError
 
@@ -241,7 +241,7 @@ def test_wrong_channel_counts_and_shapes_fail_before_work(repo, fbdd, null_cache
 
 
 def test_min_snr_weights_match_hand_formula(repo, null_cache):
-    from layeringdiff.modules.fbdd import min_snr_weights
+    from layeringdiff.training.fbdd_module import min_snr_weights
 
     module = FBDDModule(str(repo), null_prompt_cache=str(null_cache), min_snr_gamma=5.0)
     abar = module.fbdd.noise_scheduler.alphas_cumprod
@@ -268,7 +268,7 @@ def test_ema_weights_are_used_for_sampling_and_export(repo, null_cache, tmp_path
 
 
 def test_validation_grid_shows_both_layers_with_a_companion(repo, null_cache, fbdd, tmp_path):
-    from layeringdiff.modules.fbdd import layer_grid
+    from layeringdiff.training.fbdd_module import layer_grid
 
     companion = fbdd.save_pretrained(tmp_path / "fg_export")  # a foreground model
     module = FBDDModule(

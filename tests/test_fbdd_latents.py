@@ -8,7 +8,7 @@ import torch
 
 from layeringdiff.data.datamodule import LayerDataModule
 from layeringdiff.data.synthetic import SyntheticLayers
-from layeringdiff.models.fbdd import FBDD
+from layeringdiff.networks.fbdd import FBDD
 
 SCRIPT = Path(__file__).resolve().parents[1] / "data" / "encode_latents.py"
 

@@ -6,8 +6,8 @@ import copy
 import pytest
 import torch
 
-from layeringdiff.models.fbdd import FBDD, FBDDInputError, make_scheduler
-from layeringdiff.modules.fbdd import FBDDModule
+from layeringdiff.networks.fbdd import FBDD, FBDDInputError, make_scheduler
+from layeringdiff.training.fbdd_module import FBDDModule
 
 
 @pytest.mark.parametrize(

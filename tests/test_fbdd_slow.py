@@ -4,8 +4,8 @@
 import pytest
 import torch
 
-from layeringdiff.models.fbdd import FBDD, SD2_INPAINTING_UNET_CONFIG, SD2_SCHEDULER_CONFIG, SD2_VAE_CONFIG
-from layeringdiff.modules.fbdd import FBDDModule
+from layeringdiff.networks.fbdd import FBDD, SD2_INPAINTING_UNET_CONFIG, SD2_SCHEDULER_CONFIG, SD2_VAE_CONFIG
+from layeringdiff.training.fbdd_module import FBDDModule
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from layeringdiff.models.fbdd import FBDD, FBDDInputError
+from layeringdiff.networks.fbdd import FBDD, FBDDInputError
 from layeringdiff.tasks.train import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

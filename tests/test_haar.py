@@ -3,7 +3,7 @@ import pytest
 import pywt
 import torch
 
-from layeringdiff.models.losses import haar_dwt2, haar_highfreq_loss, haar_idwt2, haar_wavedec2
+from layeringdiff.networks.haar import haar_dwt2, haar_highfreq_loss, haar_idwt2, haar_wavedec2
 
 
 def _pywt_details(x: np.ndarray, levels: int) -> list[tuple[np.ndarray, ...]]:

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from layeringdiff.data.synthetic import SyntheticLayers
-from layeringdiff.models.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, refine
-from layeringdiff.models.losses import haar_highfreq_loss
-from layeringdiff.modules.hfa import HFAModule
+from layeringdiff.networks.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, refine
+from layeringdiff.networks.haar import haar_highfreq_loss
+from layeringdiff.training.hfa_module import HFAModule
 
 
 def tiny_net(layer: str, residual: bool = True, seed: int = 0) -> HFANet:

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from layeringdiff.models.hfa import HFANet, refine
+from layeringdiff.networks.hfa import HFANet, refine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +134,7 @@ def test_cache_degrade_mode_resumes_and_feeds_training(tmp_path):
 
 
 def test_cache_fbdd_mode_runs_exported_fbdd_models_and_resumes(tmp_path):
-    from layeringdiff.models.fbdd import FBDD
+    from layeringdiff.networks.fbdd import FBDD
     from layeringdiff.tiny import sd2
 
     repo = sd2.build(tmp_path / "sd2")

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 from PIL import Image
 
-from layeringdiff.imageio import ImageReadError
+from layeringdiff.images import ImageReadError
 from layeringdiff.pipeline.errors import InputError, NoForegroundError
 from layeringdiff.tasks.infer import infer, per_layer
 from layeringdiff.weights import MissingWeightsError

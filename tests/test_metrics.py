@@ -11,8 +11,8 @@ from layeringdiff.metrics import layer_errors, layer_errors_batch
 from layeringdiff.metrics.clip_score import clip_score_from_embeddings
 from layeringdiff.metrics.fid import frechet_distance, kernel_inception_distance, over_matte
 from layeringdiff.metrics.miou import mask_iou
-from layeringdiff.metrics.report import read_table, write_tables
-from layeringdiff.metrics.shape import placement_stats, summarize
+from layeringdiff.evaluation.report import read_table, write_tables
+from layeringdiff.metrics.placement import placement_stats, summarize
 
 
 def test_layer_errors_hand_computed():

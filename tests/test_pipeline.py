@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from layeringdiff.compose import composite_layers
+from layeringdiff.compositing import composite_layers
 from layeringdiff.pipeline.errors import InputError
 from layeringdiff.pipeline.foreground import ForegroundDetermination, ForegroundSpec
 from layeringdiff.pipeline.layering import ClassicalLayering, LayeringDiffLayering, project_to_composite
@@ -239,7 +239,7 @@ def test_peeling_determines_each_foreground_on_the_background_left_by_the_one_ab
 
 
 def test_tiny_hfa_build_interrupted_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
-    from layeringdiff.models.hfa import HFANet
+    from layeringdiff.networks.hfa import HFANet
     from layeringdiff.tiny.layering import build_hfa
 
     def killed(self, folder, **kwargs):  # the config is written, then the process dies

@@ -4,7 +4,7 @@ SAM / ViTMatte path, and the weight-free fallbacks (GrabCut, closed-form matting
 import pytest
 import torch
 
-from layeringdiff.compose import trimap_from_alpha
+from layeringdiff.compositing import trimap_from_alpha
 from layeringdiff.pipeline.errors import InputError, NoForegroundError
 from layeringdiff.pipeline.foreground import (
     TRANSPARENCY_QUERY,

@@ -16,7 +16,7 @@ import numpy as np
 
 from layeringdiff.data.sources import DataSourceError, ImageEntry, safe_id
 from layeringdiff.data.splits import stable_seed
-from layeringdiff.imageio import atomic_write_bytes
+from layeringdiff.files import atomic_write_bytes
 
 COLUMNS = ("key", "fg_id", "bg_id", "seed")
 

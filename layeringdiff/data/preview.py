@@ -18,7 +18,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
-from layeringdiff.imageio import atomic_write_bytes, tensor_to_uint8
+from layeringdiff.files import atomic_write_bytes
+from layeringdiff.images import tensor_to_uint8
 
 COLUMNS = ("composite", "alpha", "trimap", "foreground", "background")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from layeringdiff.compose import composite, trimap_from_alpha
+from layeringdiff.compositing import composite, trimap_from_alpha
 
 # GCA / MatteFormer trimaps: elliptical erosion kernels of random size 1..29.
 TRIMAP_KERNEL_RANGE = (1, 29)

@@ -30,12 +30,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 from layeringdiff.data.recipe import make_sample, trimap_to_uint8
 from layeringdiff.data.sources import BadSampleError, DataSourceError
 from layeringdiff.data.splits import stable_seed
-from layeringdiff.imageio import (
-    ImageReadError,
-    atomic_write_bytes,
-    set_default_permissions,
-    tensor_to_uint8,
-)
+from layeringdiff.files import atomic_write_bytes, set_default_permissions
+from layeringdiff.images import ImageReadError, tensor_to_uint8
 
 log = logging.getLogger(__name__)
 FORMAT = "layeringdiff-shards/1"

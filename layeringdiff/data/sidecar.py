@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from layeringdiff.imageio import atomic_write_bytes
+from layeringdiff.files import atomic_write_bytes
 
 
 def sidecar_path(root: str | os.PathLike, key: str) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from layeringdiff.data.splits import DEFAULT_FRACTIONS, split_of, stable_unit
-from layeringdiff.imageio import ImageReadError, has_alpha, open_image, to_rgb, to_rgba
+from layeringdiff.images import ImageReadError, has_alpha, open_image, to_rgb, to_rgba
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 MAGICK_INDEX = "magick_index.tsv"

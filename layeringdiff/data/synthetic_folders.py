@@ -18,7 +18,7 @@ from PIL import Image
 
 from layeringdiff.data.splits import stable_seed, stable_unit
 from layeringdiff.data.synthetic import synth_background, synth_foreground
-from layeringdiff.imageio import atomic_write_bytes
+from layeringdiff.files import atomic_write_bytes
 
 ASPECTS = (1.0, 4 / 3, 3 / 2, 16 / 9)
 

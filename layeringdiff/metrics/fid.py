@@ -123,7 +123,7 @@ def image_features(
         batch_size: images per forward.
         skipped: when given, unreadable files are appended here and left out instead of raising.
     """
-    from layeringdiff.imageio import ImageReadError, open_image
+    from layeringdiff.images import ImageReadError, open_image
 
     size = getattr(extractor, "input_size", 299)
     feats = []
@@ -176,7 +176,7 @@ def reference_features(
     import logging
     import random
 
-    from layeringdiff.imageio import atomic_write_bytes
+    from layeringdiff.files import atomic_write_bytes
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -78,7 +78,7 @@ class GroundedSam:
         )
 
     def __call__(self, image: Image.Image, prompt: str) -> np.ndarray | None:
-        from layeringdiff.imageio import pil_to_tensor
+        from layeringdiff.images import pil_to_tensor
 
         x = pil_to_tensor(image.convert("RGB"))
         found = self.detector(x, prompt, self.box_threshold, self.text_threshold)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from layeringdiff.imageio import tensor_to_pil, tensor_to_uint8
+from layeringdiff.images import tensor_to_pil, tensor_to_uint8
 from layeringdiff.weights import resolve_pretrained
 
 

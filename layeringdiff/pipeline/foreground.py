@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import torch
 
-from layeringdiff.compose import TRIMAP_BG, TRIMAP_FG, TRIMAP_UNKNOWN, check_trimap, trimap_from_mask
-from layeringdiff.imageio import tensor_to_pil, tensor_to_uint8
+from layeringdiff.compositing import TRIMAP_BG, TRIMAP_FG, TRIMAP_UNKNOWN, check_trimap, trimap_from_mask
+from layeringdiff.images import tensor_to_pil, tensor_to_uint8
 from layeringdiff.pipeline.errors import InputError, NoForegroundError
 from layeringdiff.pipeline.offload import on_device, placement
 from layeringdiff.weights import resolve_pretrained

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from layeringdiff.imageio import tensor_to_uint8
+from layeringdiff.images import tensor_to_uint8
 from layeringdiff.pipeline.errors import InputError
 from layeringdiff.weights import resolve_pretrained
 

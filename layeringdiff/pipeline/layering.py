@@ -104,8 +104,8 @@ class LayeringDiffLayering:
     """FBDD (foreground and background UNets) then HFA (FAN and BAN), from exported folders.
 
     Args:
-        fbdd_foreground, fbdd_background: ``layeringdiff.models.fbdd.FBDD`` instances.
-        fan, ban: ``layeringdiff.models.hfa.HFANet`` instances (``None`` skips HFA for that layer).
+        fbdd_foreground, fbdd_background: ``layeringdiff.networks.fbdd.FBDD`` instances.
+        fan, ban: ``layeringdiff.networks.hfa.HFANet`` instances (``None`` skips HFA for that layer).
         num_inference_steps: FBDD sampling steps (25 in the paper's timing).
         multiple: inputs are reflect-padded to a multiple of this; ``None`` = the FBDD models'
             ``size_multiple`` (VAE factor x UNet downsampling).
@@ -159,7 +159,7 @@ class LayeringDiffLayering:
         **kwargs,
     ) -> LayeringDiffLayering:
         """Load the exported FBDD / HFA folders (``save_pretrained`` layout)."""
-        from layeringdiff.models.fbdd import FBDD
+        from layeringdiff.networks.fbdd import FBDD
 
         paths = {
             "FBDD foreground": fbdd_foreground,
@@ -173,7 +173,7 @@ class LayeringDiffLayering:
         def load_hfa(path):
             if path is None:
                 return None
-            from layeringdiff.models.hfa import HFANet
+            from layeringdiff.networks.hfa import HFANet
 
             return HFANet.from_pretrained(path, dtype=dtype).to(device=place).eval()
 
@@ -199,7 +199,7 @@ class LayeringDiffLayering:
     def __call__(
         self, composite: torch.Tensor, alpha: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        from layeringdiff.models.hfa import refine
+        from layeringdiff.networks.hfa import refine
 
         h, w = composite.shape[-2:]
         c = self._pad(composite[None].float()).to(self.device)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from layeringdiff.compose import composite_layers
+from layeringdiff.compositing import composite_layers
 from layeringdiff.pipeline.errors import InputError
 from layeringdiff.pipeline.foreground import ForegroundDetermination, ForegroundResult, ForegroundSpec
 from layeringdiff.pipeline.generate import CompositeGenerator

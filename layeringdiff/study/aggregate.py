@@ -159,7 +159,7 @@ def write_table3(
     confidence: float = 0.95,
 ) -> dict[str, Path]:
     """Write table3.md/.csv/.json (``metrics.report.write_tables``) and the bar chart table3.png."""
-    from layeringdiff.metrics.report import write_tables
+    from layeringdiff.evaluation.report import write_tables
 
     columns = [("layer", "Layer"), ("criterion", "Criterion")] + [(f"{m}_shown", m) for m in methods]
     paths = write_tables(
@@ -210,7 +210,7 @@ def run(cfg) -> dict:
     paths = write_table3(cells, methods, out_dir, notes, bool(st.get("chart", True)), conf)
     print(paths["md"].read_text(), flush=True)
     log.info("Table 3 written to %s", ", ".join(str(p) for p in paths.values()))
-    from layeringdiff.metrics.report_wandb import log_results  # like Tables 1, 2 and 4 (no-op without logger)
+    from layeringdiff.evaluation.report_wandb import log_results  # like Tables 1, 2 and 4 (no-op without logger)
 
     log_results(
         cfg,

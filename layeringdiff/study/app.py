@@ -153,7 +153,7 @@ class Study:
 
     def _encode_image(self, item_id: str, layer: str) -> bytes:
         """A layer re-encoded as a plain PNG: no file name, text chunk or metadata reaches the browser."""
-        from layeringdiff.imageio import open_image, to_rgb, to_rgba
+        from layeringdiff.images import open_image, to_rgb, to_rgba
 
         img = open_image(self.item(item_id).files[layer])
         img = to_rgba(img) if layer == "foreground" else to_rgb(img)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from layeringdiff.imageio import atomic_write_bytes
+from layeringdiff.files import atomic_write_bytes
 from layeringdiff.study import CRITERIA, LAYERS
 from layeringdiff.study.aggregate import CRITERION_ROWS, LAYER_ROWS
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from layeringdiff.imageio import atomic_write_bytes
+from layeringdiff.files import atomic_write_bytes
 
 SUBJECTS = ("A red ball", "A glass bottle", "A small cat", "A yellow kite", "A wooden chair", "A blue bird")
 SCENES = (

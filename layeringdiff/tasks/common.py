@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 def save_resolved_config(cfg: DictConfig, output_dir: str | Path, name: str = "config.yaml") -> Path:
     """Write the fully resolved config into the run folder (Hydra's .hydra/ copy is unresolved)."""
-    from layeringdiff.imageio import atomic_write_bytes
+    from layeringdiff.files import atomic_write_bytes
 
     path = Path(output_dir) / name
     atomic_write_bytes(path, OmegaConf.to_yaml(cfg, resolve=True).encode())

@@ -23,7 +23,8 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from layeringdiff.export import check_writable, save_decomposition
-from layeringdiff.imageio import atomic_write_bytes, load_mask, load_rgb
+from layeringdiff.files import atomic_write_bytes
+from layeringdiff.images import load_mask, load_rgb
 from layeringdiff.pipeline.errors import InputError
 from layeringdiff.pipeline.foreground import ForegroundSpec, check_box, sample_dir
 from layeringdiff.pipeline.pipeline import check_generation_size, check_image_size

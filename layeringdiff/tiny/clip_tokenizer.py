@@ -84,7 +84,7 @@ def build(path: str | os.PathLike, model_max_length: int = 77, words: tuple[str,
     Returns:
         ``path``, loadable with ``transformers.CLIPTokenizer.from_pretrained(path)``.
     """
-    from layeringdiff.imageio import atomic_write_bytes
+    from layeringdiff.files import atomic_write_bytes
 
     path = Path(path)
     if all((path / f).is_file() for f in FILES):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from layeringdiff.imageio import set_default_permissions
+from layeringdiff.files import set_default_permissions
 
 SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 WORDS = (

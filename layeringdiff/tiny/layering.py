@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from layeringdiff.imageio import set_default_permissions
+from layeringdiff.files import set_default_permissions
 
 
 def build(paths: Mapping[str, str | os.PathLike | None], seed: int = 0) -> dict[str, Path]:
@@ -23,7 +23,7 @@ def build(paths: Mapping[str, str | os.PathLike | None], seed: int = 0) -> dict[
 
     The tiny SD2 repo they start from goes into ``<parent of fbdd_foreground>/sd2_inpainting``.
     """
-    from layeringdiff.models.fbdd import CONFIG_NAME, FBDD
+    from layeringdiff.networks.fbdd import CONFIG_NAME, FBDD
     from layeringdiff.tiny import sd2
 
     written: dict[str, Path] = {}
@@ -47,7 +47,7 @@ def build(paths: Mapping[str, str | os.PathLike | None], seed: int = 0) -> dict[
 
 def build_hfa(path: str | os.PathLike, layer: str, seed: int = 0) -> Path:
     """A tiny untrained HFA network (FAN for ``"foreground"``, BAN for ``"background"``)."""
-    from layeringdiff.models.hfa import HFANet
+    from layeringdiff.networks.hfa import HFANet
 
     path = Path(path)
     if (path / "config.json").is_file():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from layeringdiff.models.fbdd import SD2_SCHEDULER_CONFIG
+from layeringdiff.networks.fbdd import SD2_SCHEDULER_CONFIG
 from layeringdiff.tiny import clip_tokenizer
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -93,7 +93,7 @@ def build(path: str | os.PathLike, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from layeringdiff.imageio import atomic_write_bytes, set_default_permissions
+    from layeringdiff.files import atomic_write_bytes, set_default_permissions
 
     path = Path(path)
     if is_complete(path):

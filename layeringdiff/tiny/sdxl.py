@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from layeringdiff.imageio import set_default_permissions
+from layeringdiff.files import set_default_permissions
 from layeringdiff.tiny import clip_tokenizer
 
 COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
@@ -143,7 +143,7 @@ def build(path: str | os.PathLike, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from layeringdiff.imageio import atomic_write_bytes
+    from layeringdiff.files import atomic_write_bytes
 
     path = Path(path)
     if is_complete(path):

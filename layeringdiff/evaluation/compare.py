@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from layeringdiff.metrics.report import read_table, write_tables
+from layeringdiff.evaluation.report import read_table, write_tables
 
 
 def run(cfg: DictConfig) -> dict:

@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
-from layeringdiff.models.fbdd import FBDD, FBDDInputError
+from layeringdiff.networks.fbdd import FBDD, FBDDInputError
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ def log_grid(module: pl.LightningModule, grid: torch.Tensor, name: str) -> Path:
     """Save the grid as a PNG in the run folder and hand it to every image-capable logger."""
     from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
-    from layeringdiff.imageio import save_png
+    from layeringdiff.images import save_png
 
     step = module.global_step
     path = (

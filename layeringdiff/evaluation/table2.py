@@ -1,7 +1,7 @@
 """Table 2: foreground placement diversity of each method's output folders.
 
 Per sample: occupancy ratio, longest span ratio, vertical and horizontal centre of the foreground
-alpha (0-100, see :mod:`layeringdiff.metrics.shape`); per method: mean and standard deviation,
+alpha (0-100, see :mod:`layeringdiff.metrics.placement`); per method: mean and standard deviation,
 plus histograms of all four as a PNG.
 """
 
@@ -12,13 +12,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from layeringdiff.imageio import ImageReadError
-from layeringdiff.metrics.figures import histograms
-from layeringdiff.metrics.outputs import list_samples
-from layeringdiff.metrics.records import ResultLog
-from layeringdiff.metrics.report import write_tables
-from layeringdiff.metrics.report_wandb import log_results
-from layeringdiff.metrics.shape import STATS, placement_stats, summarize
+from layeringdiff.images import ImageReadError
+from layeringdiff.evaluation.figures import histograms
+from layeringdiff.evaluation.outputs import list_samples
+from layeringdiff.evaluation.records import ResultLog
+from layeringdiff.evaluation.report import write_tables
+from layeringdiff.evaluation.report_wandb import log_results
+from layeringdiff.metrics.placement import STATS, placement_stats, summarize
 
 log = logging.getLogger(__name__)
 

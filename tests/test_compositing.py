@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from layeringdiff.compose import (
+from layeringdiff.compositing import (
     check_trimap,
     composite,
     composite_layers,

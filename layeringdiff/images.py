@@ -1,4 +1,4 @@
-"""Image reading and writing at the edges of the system (PIL / files <-> tensors).
+"""Image reading and conversion at the edges of the system (PIL / files <-> tensors).
 
 Every reader failure is an :class:`ImageReadError` whose message is one line naming the file,
 so long jobs can skip and count bad files and command-line tools can print it and exit.
@@ -7,13 +7,14 @@ so long jobs can skip and count bad files and command-line tools can print it an
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from layeringdiff.files import atomic_write_bytes
 
 # Refuse images above this many pixels (decompression bombs); 16k x 16k covers real photographs.
 MAX_PIXELS = 16384 * 16384
@@ -138,39 +139,6 @@ def load_mask(path: str | os.PathLike) -> torch.Tensor:
     if has_alpha(img):
         return pil_to_tensor(to_rgba(img).getchannel("A"))
     return pil_to_tensor(_to_8bit(img).convert("L"))
-
-
-def _read_umask() -> int:
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _read_umask()  # read once, at import: toggling it later would race with other threads
-
-
-def set_default_permissions(path: str | os.PathLike) -> None:
-    """Give a file or folder the mode plain ``open`` / ``mkdir`` would (under the umask).
-
-    ``tempfile.mkstemp`` / ``mkdtemp`` create 0600 / 0700 entries; outputs renamed from them into
-    place (shards, manifests, exports) would otherwise be unreadable to anyone else.
-    """
-    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_UMASK)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_png(img: Image.Image | torch.Tensor, path: str | os.PathLike) -> None:

@@ -28,7 +28,7 @@ def log_results(
     Args:
         cfg: the evaluate config (its ``logger`` group is instantiated here).
         name: table name, e.g. ``"table4"``.
-        rows: the rows given to :func:`layeringdiff.metrics.report.write_tables`.
+        rows: the rows given to :func:`layeringdiff.evaluation.report.write_tables`.
         images: ``{caption: png path}``.
         label_key: the row field used to name rows in flat metric names.
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from layeringdiff.compose import unshuffle_alpha
-from layeringdiff.imageio import set_default_permissions
+from layeringdiff.compositing import unshuffle_alpha
+from layeringdiff.files import set_default_permissions
 from layeringdiff.weights import MissingWeightsError, resolve_pretrained
 
 LAYERS = ("foreground", "background")
@@ -199,7 +199,7 @@ def load_null_prompt(
     """
     from safetensors.torch import save
 
-    from layeringdiff.imageio import atomic_write_bytes
+    from layeringdiff.files import atomic_write_bytes
 
     cache, source = _null_prompt_cache(pretrained, cache_dir)
     embeds = _read_null_prompt_cache(cache, source)

@@ -18,7 +18,8 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from layeringdiff.imageio import ImageReadError, atomic_write_bytes
+from layeringdiff.files import atomic_write_bytes
+from layeringdiff.images import ImageReadError
 from layeringdiff.metrics import extractors
 from layeringdiff.metrics.fid import (
     frechet_distance,
@@ -28,10 +29,10 @@ from layeringdiff.metrics.fid import (
     reference_features,
 )
 from layeringdiff.metrics.miou import layer_iou
-from layeringdiff.metrics.outputs import SampleFolder, list_samples
-from layeringdiff.metrics.records import ResultLog
-from layeringdiff.metrics.report import write_tables
-from layeringdiff.metrics.report_wandb import log_results
+from layeringdiff.evaluation.outputs import SampleFolder, list_samples
+from layeringdiff.evaluation.records import ResultLog
+from layeringdiff.evaluation.report import write_tables
+from layeringdiff.evaluation.report_wandb import log_results
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from layeringdiff.metrics import extractors
-from layeringdiff.metrics.figures import image_grid
+from layeringdiff.evaluation.figures import image_grid
 from layeringdiff.metrics.layer_errors import layer_errors
-from layeringdiff.metrics.records import ResultLog
-from layeringdiff.metrics.report import write_tables
-from layeringdiff.metrics.report_wandb import log_results
+from layeringdiff.evaluation.records import ResultLog
+from layeringdiff.evaluation.report import write_tables
+from layeringdiff.evaluation.report_wandb import log_results
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def score_layers(
 
 
 def _save_figure_inputs(folder: Path, key: str, sample: dict, preds: dict[str, dict]) -> None:
-    from layeringdiff.imageio import save_png
+    from layeringdiff.images import save_png
 
     save_png(sample["composite"], folder / "composite" / f"{key}.png")
     save_png(sample["background"], folder / "ground_truth" / f"{key}.png")
@@ -76,7 +76,7 @@ def _save_figure_inputs(folder: Path, key: str, sample: dict, preds: dict[str, d
 
 
 def _figure(folder: Path, keys: list[str], methods: list[str], path: Path) -> Path | None:
-    from layeringdiff.imageio import open_image
+    from layeringdiff.images import open_image
 
     cols = ["composite", "ground_truth", *methods]
     rows = []

@@ -4,7 +4,7 @@ Losses (after the copy-through, so the loss sees exactly what inference returns)
 FAN ``MSE(F, F_gt)``; BAN ``MSE(B, B_gt) + haar_weight * haar_highfreq_loss(B, B_hat)``.
 The FBDD layer comes from the sidecars ``fbdd_foreground`` / ``fbdd_background``
 (``input_mode="sidecar"``, the paper's setting, written by data/cache_fbdd_outputs.py) or is made
-on the fly from the ground truth by :func:`~layeringdiff.models.hfa.degrade_like_fbdd`
+on the fly from the ground truth by :func:`~layeringdiff.networks.hfa.degrade_like_fbdd`
 (``input_mode="degrade"``, a development aid only).
 """
 
@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from layeringdiff.data.splits import stable_seed
-from layeringdiff.models.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, normalize_layer
-from layeringdiff.models.losses import haar_highfreq_loss
+from layeringdiff.networks.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, normalize_layer
+from layeringdiff.networks.haar import haar_highfreq_loss
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class HFAModule(pl.LightningModule):
         haar_levels: Haar scales of L_H (3 in the paper).
         input_mode: "sidecar" (FBDD outputs cached beside the data) or "degrade" (synthesised).
         degrade_seed: seed of the degrade mode (train: + step + sample keys; val: + sample keys).
-        copy_threshold: see :func:`layeringdiff.models.hfa.copy_through`.
+        copy_threshold: see :func:`layeringdiff.networks.hfa.copy_through`.
         lpips: "auto" (the real AlexNet trunk when torchvision's file is present, else a random
             trunk, with a warning in the log) or "off".
         num_grid_images: validation images shown in the grid.
@@ -213,7 +213,7 @@ class HFAModule(pl.LightningModule):
                 self.log(f"val/{name}", metric.compute())
             metric.reset()
         if self._grid_rows and not self.trainer.sanity_checking:
-            from layeringdiff.modules.fbdd import log_grid
+            from layeringdiff.training.fbdd_module import log_grid
 
             log_grid(self, hfa_grid(self._grid_rows), f"val/grid_{self.layer}")
         self._grid_rows = []

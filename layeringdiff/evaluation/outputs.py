@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from layeringdiff.imageio import open_image
+from layeringdiff.images import open_image
 
 
 @dataclass

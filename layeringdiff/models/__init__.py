@@ -1,1 +1,0 @@
-"""Networks and losses: FBDD UNet construction, HFA UNet, Haar transform and loss."""

@@ -1,1 +1,0 @@
-"""LightningModules: FBDD training and HFA training."""

@@ -1,0 +1,1 @@
+"""LightningModules that train the networks of :mod:`layeringdiff.networks` (FBDDModule, HFAModule)."""
