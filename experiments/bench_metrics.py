@@ -69,9 +69,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from layeringdiff.evaluation.table4 import score_layers
     from layeringdiff.metrics.layer_errors import layer_errors_batch
     from layeringdiff.metrics.lpips_metric import LPIPSMetric
-    from layeringdiff.evaluation.table4 import score_layers
 
     pool = make_pool(args.pool, args.size)
     lpips = LPIPSMetric(allow_random_backbone=True, batch_size=args.batch, precision=args.precision)

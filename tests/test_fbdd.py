@@ -9,8 +9,8 @@ from diffusers import UNet2DConditionModel
 
 from layeringdiff.compositing import shuffle_alpha
 from layeringdiff.networks.fbdd import FBDD, FBDDInputError, vae_factor, widen_conv_in
-from layeringdiff.training.fbdd_module import FBDDModule
 from layeringdiff.tiny import sd2
+from layeringdiff.training.fbdd_module import FBDDModule
 from layeringdiff.weights import MissingWeightsError
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from layeringdiff.data.synthetic import SyntheticLayers
-from layeringdiff.networks.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, refine
 from layeringdiff.networks.haar import haar_highfreq_loss
+from layeringdiff.networks.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, refine
 from layeringdiff.training.hfa_module import HFAModule
 
 

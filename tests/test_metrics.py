@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
+from layeringdiff.evaluation.report import read_table, write_tables
 from layeringdiff.metrics import layer_errors, layer_errors_batch
 from layeringdiff.metrics.clip_score import clip_score_from_embeddings
 from layeringdiff.metrics.fid import frechet_distance, kernel_inception_distance, over_matte
 from layeringdiff.metrics.miou import mask_iou
-from layeringdiff.evaluation.report import read_table, write_tables
 from layeringdiff.metrics.placement import placement_stats, summarize
 
 

@@ -18,6 +18,10 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from layeringdiff.evaluation.outputs import SampleFolder, list_samples
+from layeringdiff.evaluation.records import ResultLog
+from layeringdiff.evaluation.report import write_tables
+from layeringdiff.evaluation.report_wandb import log_results
 from layeringdiff.files import atomic_write_bytes
 from layeringdiff.images import ImageReadError
 from layeringdiff.metrics import extractors
@@ -29,10 +33,6 @@ from layeringdiff.metrics.fid import (
     reference_features,
 )
 from layeringdiff.metrics.miou import layer_iou
-from layeringdiff.evaluation.outputs import SampleFolder, list_samples
-from layeringdiff.evaluation.records import ResultLog
-from layeringdiff.evaluation.report import write_tables
-from layeringdiff.evaluation.report_wandb import log_results
 
 log = logging.getLogger(__name__)
 

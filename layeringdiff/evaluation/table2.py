@@ -12,12 +12,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from layeringdiff.images import ImageReadError
 from layeringdiff.evaluation.figures import histograms
 from layeringdiff.evaluation.outputs import list_samples
 from layeringdiff.evaluation.records import ResultLog
 from layeringdiff.evaluation.report import write_tables
 from layeringdiff.evaluation.report_wandb import log_results
+from layeringdiff.images import ImageReadError
 from layeringdiff.metrics.placement import STATS, placement_stats, summarize
 
 log = logging.getLogger(__name__)

@@ -18,12 +18,12 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from layeringdiff.metrics import extractors
 from layeringdiff.evaluation.figures import image_grid
-from layeringdiff.metrics.layer_errors import layer_errors
 from layeringdiff.evaluation.records import ResultLog
 from layeringdiff.evaluation.report import write_tables
 from layeringdiff.evaluation.report_wandb import log_results
+from layeringdiff.metrics import extractors
+from layeringdiff.metrics.layer_errors import layer_errors
 
 log = logging.getLogger(__name__)
 

@@ -210,7 +210,9 @@ def run(cfg) -> dict:
     paths = write_table3(cells, methods, out_dir, notes, bool(st.get("chart", True)), conf)
     print(paths["md"].read_text(), flush=True)
     log.info("Table 3 written to %s", ", ".join(str(p) for p in paths.values()))
-    from layeringdiff.evaluation.report_wandb import log_results  # like Tables 1, 2 and 4 (no-op without logger)
+    from layeringdiff.evaluation.report_wandb import (
+        log_results,  # like Tables 1, 2 and 4 (no-op without logger)
+    )
 
     log_results(
         cfg,

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from layeringdiff.data.splits import stable_seed
-from layeringdiff.networks.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, normalize_layer
 from layeringdiff.networks.haar import haar_highfreq_loss
+from layeringdiff.networks.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, normalize_layer
 
 log = logging.getLogger(__name__)
 
