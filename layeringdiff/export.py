@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import secrets
-import shutil
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -22,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from layeringdiff.files import atomic_write_bytes
+from layeringdiff.files import atomic_dir, atomic_write_bytes, temp_sibling
 from layeringdiff.images import tensor_to_pil
 
 ORA_MIMETYPE = b"image/openraster"
@@ -105,14 +103,17 @@ def ora_bytes(
     thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr(zipfile.ZipInfo("mimetype"), ORA_MIMETYPE, compress_type=zipfile.ZIP_STORED)
-        z.writestr(
-            "stack.xml", ET.tostring(root, encoding="utf-8", xml_declaration=True), zipfile.ZIP_DEFLATED
-        )
+        # ZipInfo(name) carries a fixed date; a plain name would stamp the current time, and the
+        # same layers would give different bytes a second later.
+        def put(name: str, data: bytes, compress: int = zipfile.ZIP_STORED) -> None:
+            z.writestr(zipfile.ZipInfo(name), data, compress_type=compress)
+
+        put("mimetype", ORA_MIMETYPE)
+        put("stack.xml", ET.tostring(root, encoding="utf-8", xml_declaration=True), zipfile.ZIP_DEFLATED)
         for src, img in zip(files, images):
-            z.writestr(src, _png(img), zipfile.ZIP_STORED)  # PNG is already compressed
-        z.writestr("mergedimage.png", _png(merged), zipfile.ZIP_STORED)
-        z.writestr("Thumbnails/thumbnail.png", _png(thumb), zipfile.ZIP_STORED)
+            put(src, _png(img))  # PNG is already compressed
+        put("mergedimage.png", _png(merged))
+        put("Thumbnails/thumbnail.png", _png(thumb))
     return buf.getvalue()
 
 
@@ -162,7 +163,9 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
     """
     out_dir = Path(out_dir).expanduser().absolute()
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"output folder {out_dir} already exists and is not empty; choose another out=")
+        raise FileExistsError(
+            f"output folder {out_dir} already exists and is not empty; choose another out="
+        )
     parent = out_dir.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -173,24 +176,12 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"output folder {out_dir}: {parent} is not writable")
     try:  # os.access can say yes where creating fails (read-only or special file systems)
-        _new_temp_dir(out_dir).rmdir()
+        temp_sibling(out_dir, folder=True).rmdir()
     except OSError as e:
         raise PermissionError(
             f"output folder {out_dir}: {parent} is not writable ({e.strerror or e})"
         ) from None
     return out_dir
-
-
-def _new_temp_dir(out_dir: Path) -> Path:
-    """A new hidden sibling folder of ``out_dir``, created with the umask's permissions (not 0700)."""
-    for _ in range(100):
-        tmp = out_dir.parent / f".{out_dir.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            tmp.mkdir()
-            return tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"output folder {out_dir}: cannot find a free temporary name beside it")
 
 
 def save_decomposition(
@@ -225,13 +216,7 @@ def save_decomposition(
     foregrounds = [unbatch(f).cpu() for f in foregrounds]
     alphas = [unbatch(a).cpu() for a in alphas]
     out_dir = check_writable(out_dir)
-    try:
-        tmp = _new_temp_dir(out_dir)
-    except OSError as e:
-        raise PermissionError(
-            f"output folder {out_dir}: cannot write beside it ({e.strerror or e})"
-        ) from None
-    try:
+    with atomic_dir(out_dir) as tmp:  # an empty out_dir is replaced by the rename
         tensor_to_pil(composite).save(tmp / "composite.png")
         tensor_to_pil(background).save(tmp / "background.png")
         single = len(foregrounds) == 1
@@ -242,10 +227,4 @@ def save_decomposition(
         (tmp / "layers.psd").write_bytes(psd_bytes(background, foregrounds, alphas))
         (tmp / "layers.ora").write_bytes(ora_bytes(background, foregrounds, alphas))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -18,7 +18,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +29,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 from layeringdiff.data.recipe import make_sample, trimap_to_uint8
 from layeringdiff.data.sources import BadSampleError, DataSourceError
 from layeringdiff.data.splits import stable_seed
-from layeringdiff.files import atomic_write_bytes, set_default_permissions
+from layeringdiff.errors import ConfigError
+from layeringdiff.files import atomic_file, atomic_write_bytes
 from layeringdiff.images import ImageReadError, tensor_to_uint8
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def _npy(arr: np.ndarray) -> bytes:
 def encode_sample(sample: dict, index: int, image_format: str = "png") -> dict:
     """Sample dict -> webdataset record (bytes per member)."""
     if image_format not in ("png", "npy"):
-        raise ValueError(f"image_format must be 'png' or 'npy', got {image_format!r}")
+        raise ConfigError(f"image_format must be 'png' or 'npy', got {image_format!r}")
     enc = _png if image_format == "png" else _npy
     meta = {
         "key": sample["key"],
@@ -125,19 +125,11 @@ def write_shard(path: Path, records: list[dict]) -> None:
     """Write a tar of records to ``path`` atomically (temp file in the same folder, then rename)."""
     import webdataset as wds
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer = wds.TarWriter(f, encoder=False)
-            for rec in records:
-                writer.write(rec)
-            writer.close()
-        set_default_permissions(tmp)  # mkstemp makes 0600; shards are shared data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        writer = wds.TarWriter(f, encoder=False)
+        for rec in records:
+            writer.write(rec)
+        writer.close()
 
 
 def write_shards(

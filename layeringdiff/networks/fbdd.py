@@ -14,15 +14,14 @@ import copy
 import inspect
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from layeringdiff.compositing import unshuffle_alpha
-from layeringdiff.files import set_default_permissions
+from layeringdiff.errors import UserError
+from layeringdiff.files import atomic_dir
 from layeringdiff.weights import MissingWeightsError, resolve_pretrained
 
 LAYERS = ("foreground", "background")
@@ -87,7 +86,7 @@ SD2_SCHEDULER_CONFIG = {
 }
 
 
-class FBDDInputError(ValueError):
+class FBDDInputError(UserError, ValueError):
     """Inputs or configuration that FBDD cannot work with. The message is one line."""
 
 
@@ -399,16 +398,6 @@ class FBDD(nn.Module):
         path = Path(path)
         if path.exists() and not (path / CONFIG_NAME).is_file():
             raise FileExistsError(f"{path} exists and is not an FBDD export; refusing to overwrite it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        self.unet.save_pretrained(tmp / "unet")
-        self.noise_scheduler.save_pretrained(tmp / "scheduler")
-        if include_vae:
-            self.vae.save_pretrained(tmp / "vae")
-        save_file(
-            {"prompt_embeds": self.null_prompt_embeds.detach().float().cpu().contiguous()},
-            tmp / NULL_PROMPT_NAME,
-        )
         config = {
             **{k: v for k, v in self.meta.items() if k != "vae_source"},
             "layer": self.layer,
@@ -417,11 +406,16 @@ class FBDD(nn.Module):
             "in_channels": self.unet.config.in_channels,
             "input_layout": "noisy latent | composite latent | alpha pixel-unshuffled by vae_factor",
         }
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))
-        set_default_permissions(tmp)  # mkdtemp makes it 0700
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with atomic_dir(path, replace=True) as tmp:  # replaces only an earlier export (checked above)
+            self.unet.save_pretrained(tmp / "unet")
+            self.noise_scheduler.save_pretrained(tmp / "scheduler")
+            if include_vae:
+                self.vae.save_pretrained(tmp / "vae")
+            save_file(
+                {"prompt_embeds": self.null_prompt_embeds.detach().float().cpu().contiguous()},
+                tmp / NULL_PROMPT_NAME,
+            )
+            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))
         return path
 
     def with_unet(self, unet) -> FBDD:

@@ -13,13 +13,11 @@ large enough that the 64x-downsampled level has more than one pixel (128 px here
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from layeringdiff.files import set_default_permissions
+from layeringdiff.files import atomic_dir
 
 SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 WORDS = (
@@ -35,15 +33,13 @@ def _publish(path: Path, write) -> Path:
         return path
     if path.exists():
         raise FileExistsError(f"{path} exists but is not a complete tiny model folder; remove it to rebuild")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        with torch.random.fork_rng(devices=[]):  # the builders seed: leave the caller's RNG alone
+        with (
+            atomic_dir(path) as tmp,
+            torch.random.fork_rng(devices=[]),
+        ):  # builders seed: keep the caller's RNG
             write(tmp)
-        set_default_permissions(tmp)  # mkdtemp makes it 0700
-        os.replace(tmp, path)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:  # another process finished first
         if not (path / "config.json").is_file():
             raise
     return path

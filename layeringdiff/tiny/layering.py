@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from layeringdiff.files import set_default_permissions
+from layeringdiff.files import atomic_dir
 
 
 def build(paths: Mapping[str, str | os.PathLike | None], seed: int = 0) -> dict[str, Path]:
@@ -61,17 +61,6 @@ def build_hfa(path: str | os.PathLike, layer: str, seed: int = 0) -> Path:
 def _publish(path: Path, save) -> Path:
     """``save(folder)`` into a temporary sibling renamed to ``path``: an interrupted build leaves no
     folder that looks complete (a config.json without weights) to be loaded later."""
-    import shutil
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(path, replace=True) as tmp:  # a leftover without its config is replaced
         save(tmp)
-        set_default_permissions(tmp)  # mkdtemp makes it 0700
-        if path.exists():  # a leftover without its config: replace it
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return path

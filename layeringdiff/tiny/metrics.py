@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from layeringdiff.files import atomic_file
+
 
 class _TinyInceptionLayers(torch.nn.Module):
     def __init__(self, dim: int) -> None:
@@ -40,10 +42,8 @@ def build_inception(path: str | Path, seed: int = 0, dim: int = 32) -> Path:
         return path
     torch.manual_seed(seed)
     traced = torch.jit.trace(_TinyInception(dim).eval(), torch.rand(1, 3, 299, 299) * 255)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.jit.save(traced, str(tmp))
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        torch.jit.save(traced, str(tmp))
     return path
 
 

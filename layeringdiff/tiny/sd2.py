@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -93,7 +91,7 @@ def build(path: str | os.PathLike, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from layeringdiff.files import atomic_write_bytes, set_default_permissions
+    from layeringdiff.files import atomic_dir, atomic_write_bytes
 
     path = Path(path)
     if is_complete(path):
@@ -101,32 +99,30 @@ def build(path: str | os.PathLike, seed: int = 0) -> Path:
     if path.exists():
         raise FileExistsError(f"{path} exists but is not a complete tiny SD2 repo; remove it to rebuild")
     # Build beside the target and rename, so a crash or a concurrent builder never leaves half a repo.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    with torch.random.fork_rng(devices=[]):  # leave the caller's (e.g. the trainer's seeded) RNG alone
-        torch.manual_seed(seed)
-        UNet2DConditionModel(**UNET_CONFIG).save_pretrained(tmp / "unet")
-        AutoencoderKL(**VAE_CONFIG).save_pretrained(tmp / "vae")
-        CLIPTextModel(CLIPTextConfig(**_text_config())).save_pretrained(tmp / "text_encoder")
-    clip_tokenizer.build(tmp / "tokenizer")
-    atomic_write_bytes(
-        tmp / "scheduler" / "scheduler_config.json", json.dumps(SCHEDULER_CONFIG, indent=2).encode()
-    )
-    index = {
-        "_class_name": "StableDiffusionInpaintPipeline",
-        "_diffusers_version": diffusers.__version__,
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "scheduler": ["diffusers", "PNDMScheduler"],
-    }
-    atomic_write_bytes(tmp / "model_index.json", json.dumps(index, indent=2).encode())
-    set_default_permissions(tmp)  # mkdtemp makes it 0700
     try:
-        os.replace(tmp, path)
+        with atomic_dir(path) as tmp:
+            with torch.random.fork_rng(
+                devices=[]
+            ):  # leave the caller's (e.g. the trainer's seeded) RNG alone
+                torch.manual_seed(seed)
+                UNet2DConditionModel(**UNET_CONFIG).save_pretrained(tmp / "unet")
+                AutoencoderKL(**VAE_CONFIG).save_pretrained(tmp / "vae")
+                CLIPTextModel(CLIPTextConfig(**_text_config())).save_pretrained(tmp / "text_encoder")
+            clip_tokenizer.build(tmp / "tokenizer")
+            atomic_write_bytes(
+                tmp / "scheduler" / "scheduler_config.json", json.dumps(SCHEDULER_CONFIG, indent=2).encode()
+            )
+            index = {
+                "_class_name": "StableDiffusionInpaintPipeline",
+                "_diffusers_version": diffusers.__version__,
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+                "text_encoder": ["transformers", "CLIPTextModel"],
+                "tokenizer": ["transformers", "CLIPTokenizer"],
+                "scheduler": ["diffusers", "PNDMScheduler"],
+            }
+            atomic_write_bytes(tmp / "model_index.json", json.dumps(index, indent=2).encode())
     except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
         if not is_complete(path):
             raise
     return path

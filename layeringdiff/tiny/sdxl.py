@@ -13,13 +13,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from layeringdiff.files import set_default_permissions
+from layeringdiff.files import atomic_dir
 from layeringdiff.tiny import clip_tokenizer
 
 COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
@@ -100,22 +100,17 @@ def is_complete(path: str | os.PathLike, components=COMPONENTS) -> bool:
     return (path / marker).is_file() and all((path / c).is_dir() for c in components)
 
 
-def _publish(tmp: Path, path: Path, components) -> Path:
-    set_default_permissions(tmp)  # mkdtemp makes it 0700
-    try:
-        os.replace(tmp, path)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not is_complete(path, components):
-            raise
-    return path
-
-
-def _start(path: Path) -> Path:
+@contextmanager
+def _building(path: Path, components) -> Iterator[Path]:
+    """Yield a temporary sibling folder published as ``path``; a concurrent builder may win the rename."""
     if path.exists():
         raise FileExistsError(f"{path} exists but is not a complete tiny repo; remove it to rebuild")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        with atomic_dir(path) as tmp:
+            yield tmp
+    except OSError:  # another process finished first
+        if not is_complete(path, components):
+            raise
 
 
 def _own_rng(fn):
@@ -148,30 +143,30 @@ def build(path: str | os.PathLike, seed: int = 0) -> Path:
     path = Path(path)
     if is_complete(path):
         return path
-    tmp = _start(path)
-    torch.manual_seed(seed)
-    UNet2DConditionModel(**UNET_CONFIG).save_pretrained(tmp / "unet")
-    AutoencoderKL(**VAE_CONFIG).save_pretrained(tmp / "vae")
-    CLIPTextModel(CLIPTextConfig(**_text_config())).save_pretrained(tmp / "text_encoder")
-    CLIPTextModelWithProjection(CLIPTextConfig(**_text_config())).save_pretrained(tmp / "text_encoder_2")
-    clip_tokenizer.build(tmp / "tokenizer")
-    clip_tokenizer.build(tmp / "tokenizer_2")
-    atomic_write_bytes(
-        tmp / "scheduler" / "scheduler_config.json", json.dumps(SCHEDULER_CONFIG, indent=2).encode()
-    )
-    index = {
-        "_class_name": "StableDiffusionXLPipeline",
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "tokenizer_2": ["transformers", "CLIPTokenizer"],
-        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-        "force_zeros_for_empty_prompt": True,
-    }
-    atomic_write_bytes(tmp / "model_index.json", json.dumps(index, indent=2).encode())
-    return _publish(tmp, path, COMPONENTS)
+    with _building(path, COMPONENTS) as tmp:
+        torch.manual_seed(seed)
+        UNet2DConditionModel(**UNET_CONFIG).save_pretrained(tmp / "unet")
+        AutoencoderKL(**VAE_CONFIG).save_pretrained(tmp / "vae")
+        CLIPTextModel(CLIPTextConfig(**_text_config())).save_pretrained(tmp / "text_encoder")
+        CLIPTextModelWithProjection(CLIPTextConfig(**_text_config())).save_pretrained(tmp / "text_encoder_2")
+        clip_tokenizer.build(tmp / "tokenizer")
+        clip_tokenizer.build(tmp / "tokenizer_2")
+        atomic_write_bytes(
+            tmp / "scheduler" / "scheduler_config.json", json.dumps(SCHEDULER_CONFIG, indent=2).encode()
+        )
+        index = {
+            "_class_name": "StableDiffusionXLPipeline",
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "tokenizer_2": ["transformers", "CLIPTokenizer"],
+            "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+            "force_zeros_for_empty_prompt": True,
+        }
+        atomic_write_bytes(tmp / "model_index.json", json.dumps(index, indent=2).encode())
+    return path
 
 
 @_own_rng
@@ -182,7 +177,7 @@ def build_controlnet(path: str | os.PathLike, seed: int = 0) -> Path:
     path = Path(path)
     if is_complete(path, ()):
         return path
-    tmp = _start(path)
-    torch.manual_seed(seed)
-    ControlNetModel(**CONTROLNET_CONFIG).save_pretrained(tmp)
-    return _publish(tmp, path, ())
+    with _building(path, ()) as tmp:
+        torch.manual_seed(seed)
+        ControlNetModel(**CONTROLNET_CONFIG).save_pretrained(tmp)
+    return path

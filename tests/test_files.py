@@ -1,0 +1,81 @@
+"""The one atomic-write helper: old file kept and no temporary left on failure; umask permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from layeringdiff.files import atomic_dir, atomic_file, atomic_write_bytes
+
+
+def _umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def test_atomic_file_publishes_with_umask_permissions(tmp_path):
+    target = tmp_path / "sub" / "out.bin"
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()  # not mkstemp's 0600
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.bin"]
+
+
+def test_atomic_file_failure_keeps_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_file(target) as tmp:
+            tmp.write_bytes(b"half")
+            assert target.read_bytes() == b"old"  # nothing visible before the rename
+            raise RuntimeError("disk full")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_atomic_dir_publishes_with_umask_permissions(tmp_path):
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        assert not target.exists()
+        (tmp / "config.json").write_text("{}")
+    assert (target / "config.json").read_text() == "{}"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~_umask()  # not mkdtemp's 0700
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_atomic_dir_failure_keeps_old_folder_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "weights").write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(target, replace=True) as tmp:
+            (tmp / "weights").write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert (target / "weights").read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_atomic_dir_refuses_a_non_empty_folder_unless_replace(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "weights").write_bytes(b"old")
+    with pytest.raises(OSError):
+        with atomic_dir(target) as tmp:
+            (tmp / "weights").write_bytes(b"new")
+    assert (target / "weights").read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    with atomic_dir(target, replace=True) as tmp:
+        (tmp / "weights").write_bytes(b"new")
+    assert sorted(p.name for p in target.iterdir()) == ["weights"]
+    assert (target / "weights").read_bytes() == b"new"
+
+
+def test_atomic_dir_takes_the_place_of_an_empty_folder(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
