@@ -13,14 +13,11 @@ from omegaconf import DictConfig
 
 from layeringdiff.tasks.common import run_or_exit
 from layeringdiff.tasks.evaluate import evaluate
-from layeringdiff.weights import MissingWeightsError
-
-USER_ERRORS = (MissingWeightsError, FileNotFoundError, ValueError)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate.yaml")
 def main(cfg: DictConfig) -> None:
-    run_or_exit(evaluate, cfg, USER_ERRORS)
+    run_or_exit(evaluate, cfg)
 
 
 if __name__ == "__main__":

@@ -10,18 +10,13 @@ Bad input ends with one line on stderr and exit status 1 (no traceback, nothing 
 import hydra
 from omegaconf import DictConfig
 
-from layeringdiff.images import ImageReadError
-from layeringdiff.pipeline.errors import InputError
 from layeringdiff.tasks.common import run_or_exit
 from layeringdiff.tasks.infer import infer
-from layeringdiff.weights import MissingWeightsError
-
-USER_ERRORS = (InputError, ImageReadError, MissingWeightsError, FileExistsError, PermissionError)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="infer.yaml")
 def main(cfg: DictConfig) -> None:
-    result = run_or_exit(infer, cfg, USER_ERRORS)
+    result = run_or_exit(infer, cfg)
     for path in result["out_dirs"]:
         print(path)
 

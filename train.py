@@ -12,15 +12,11 @@ from omegaconf import DictConfig
 
 from layeringdiff.tasks.common import run_or_exit
 from layeringdiff.tasks.train import train
-from layeringdiff.weights import MissingWeightsError
-
-# FBDDInputError, DataSourceError and the other bad-setting errors are ValueErrors.
-USER_ERRORS = (MissingWeightsError, FileNotFoundError, ValueError)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train.yaml")
 def main(cfg: DictConfig) -> None:
-    run_or_exit(train, cfg, USER_ERRORS)
+    run_or_exit(train, cfg)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from layeringdiff.data.sidecar import image_to_uint8, sidecar_path
+from layeringdiff.errors import UserError
 from layeringdiff.files import atomic_write_bytes
 
 log = logging.getLogger("cache_fbdd_outputs")
@@ -188,7 +189,7 @@ def cache_split(dm, split: str, out: Path, produce: Producer, args: argparse.Nam
             sub = select(batch, todo)
             try:
                 tensors = produce(sub, list(sub["key"]))
-            except ValueError as e:  # e.g. FBDDInputError for a bad size: count it, go on
+            except UserError as e:  # e.g. FBDDInputError for a bad size: count it, go on
                 counts["failed"] += len(todo)
                 log.warning("%s: %d samples failed: %s", split, len(todo), str(e).splitlines()[0])
             else:
@@ -220,10 +221,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, int]]:
 
 
 if __name__ == "__main__":
-    from layeringdiff.weights import MissingWeightsError
+    from layeringdiff.errors import one_line
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         main(sys.argv[1:])
-    except MissingWeightsError as e:
-        sys.exit(f"error: {str(e).splitlines()[0]}")
+    except UserError as e:  # missing weights, bad input: one line; anything else keeps its traceback
+        sys.exit(f"error: {one_line(e)}")

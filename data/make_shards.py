@@ -24,8 +24,8 @@ from pathlib import Path
 
 from layeringdiff.data.folders import FolderComposites
 from layeringdiff.data.shards import write_shards
-from layeringdiff.data.sources import DataSourceError
 from layeringdiff.data.synthetic import SyntheticLayers
+from layeringdiff.errors import UserError, one_line
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
         manifest = write_shards(
             dataset, args.out, args.split, args.per_shard, args.image_format, description={"argv": sys.argv}
         )
-    except DataSourceError as e:
-        raise SystemExit(f"make_shards: {e}") from None
+    except UserError as e:  # a missing / empty folder, an unreadable image: one line
+        raise SystemExit(f"make_shards: {one_line(e)}") from None
     print(
         f"{args.out / args.split}: {manifest['num_samples']} samples in {manifest['num_shards']} shards, "
         f"{manifest['num_skipped']} skipped"

@@ -17,8 +17,9 @@ import argparse
 from pathlib import Path
 
 from layeringdiff.data.pairs import make_pairs, write_pair_list
-from layeringdiff.data.sources import DataSourceError, background_split, foreground_split, list_foregrounds
+from layeringdiff.data.sources import background_split, foreground_split, list_foregrounds
 from layeringdiff.data.synthetic import SyntheticLayers
+from layeringdiff.errors import UserError, one_line
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> Path:
             fgs = foreground_split(list_foregrounds(args.foregrounds), "test", fractions)
             bgs = background_split(args.backgrounds, "test", fractions=fractions).entries
             pairs = make_pairs(fgs, bgs, args.num, args.seed)
-        except DataSourceError as e:
-            raise SystemExit(f"make_test_list: {e}") from None
+        except UserError as e:
+            raise SystemExit(f"make_test_list: {one_line(e)}") from None
     write_pair_list(args.out, pairs)
     print(f"wrote {args.out}: {len(pairs)} composites")
     return args.out

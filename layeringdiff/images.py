@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from layeringdiff.errors import UserError
 from layeringdiff.files import atomic_write_bytes
 
 # Refuse images above this many pixels (decompression bombs); 16k x 16k covers real photographs.
 MAX_PIXELS = 16384 * 16384
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """A file could not be read as an image; the message names the file and the reason."""
 
 

@@ -13,11 +13,13 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from layeringdiff.errors import UserError
+
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(UserError, FileNotFoundError):
     """A pretrained component is not available locally. The message is one line."""
 
 

@@ -19,11 +19,12 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 from layeringdiff.data.sidecar import load_sidecar, sidecar_path
 from layeringdiff.data.splits import stable_seed
 from layeringdiff.data.synthetic import SyntheticLayers
+from layeringdiff.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
 
-class MissingSidecarError(FileNotFoundError):
+class MissingSidecarError(UserError, FileNotFoundError):
     """A configured sidecar folder has no file for a sample (the cache is incomplete)."""
 
 
@@ -57,7 +58,7 @@ class SidecarDataset(Dataset):
 
     def __init__(self, dataset: Dataset, dirs: Sequence[str], missing: str = "error") -> None:
         if missing not in ("error", "skip"):
-            raise ValueError(f"missing_sidecar must be 'error' or 'skip', got {missing!r}")
+            raise ConfigError(f"missing_sidecar must be 'error' or 'skip', got {missing!r}")
         self.dataset, self.dirs, self.missing = dataset, list(dirs), missing
         self.skipped: dict[str, str] = {}
 
@@ -83,7 +84,7 @@ class SidecarIterable(IterableDataset):
 
     def __init__(self, dataset: IterableDataset, dirs: Sequence[str], missing: str = "error") -> None:
         if missing not in ("error", "skip"):
-            raise ValueError(f"missing_sidecar must be 'error' or 'skip', got {missing!r}")
+            raise ConfigError(f"missing_sidecar must be 'error' or 'skip', got {missing!r}")
         self.dataset, self.dirs, self.missing = dataset, list(dirs), missing
         self.skipped: dict[str, str] = {}
 

@@ -18,6 +18,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
+from layeringdiff.errors import ConfigError, UserError, one_line
 from layeringdiff.files import atomic_write_bytes
 from layeringdiff.images import tensor_to_uint8
 
@@ -50,6 +51,12 @@ def preview_grid(samples: list[dict], pad: int = 4) -> Image.Image:
     return grid
 
 
+def _required(args: dict, key: str):
+    if key not in args:
+        raise ConfigError(f"data={args.get('data')} needs the argument {key}=...")
+    return args[key]
+
+
 def _dataset(args: dict):
     data, size, seed, split = (
         args.get("data", "synthetic"),
@@ -66,12 +73,12 @@ def _dataset(args: dict):
         from layeringdiff.data.folders import FolderComposites
 
         return FolderComposites(
-            args["foregrounds"], args["backgrounds"], split=split, num_samples=n, size=size, seed=seed
+            _required(args, "foregrounds"), _required(args, "backgrounds"), split=split, num_samples=n, size=size, seed=seed
         )
     if data == "shards":
         from layeringdiff.data.shards import ShardDataset
 
-        return ShardDataset(args["root"], split=split, num_samples=n, size=size, seed=seed, shuffle_buffer=0)
+        return ShardDataset(_required(args, "root"), split=split, num_samples=n, size=size, seed=seed, shuffle_buffer=0)
     raise SystemExit(f"preview: unknown data={data!r} (synthetic | folders | shards)")
 
 
@@ -79,14 +86,10 @@ def main(argv: list[str] | None = None) -> Path:
     args = dict(OmegaConf.from_dotlist(list(sys.argv[1:] if argv is None else argv)))
     out = Path(args.get("out", "preview.png"))
     n = int(args.get("n", 8))
-    from layeringdiff.data.sources import DataSourceError
-
     try:
         ds = _dataset(args)
-    except DataSourceError as e:  # missing / empty folder, no manifest: one line, no traceback
-        raise SystemExit(f"preview: {e}") from None
-    except KeyError as e:
-        raise SystemExit(f"preview: data={args.get('data')} needs the argument {e.args[0]}=...") from None
+    except UserError as e:  # missing / empty folder, no manifest, a missing argument: one line
+        raise SystemExit(f"preview: {one_line(e)}") from None
     samples = (
         [s for _, s in zip(range(n), iter(ds))]
         if isinstance(ds, torch.utils.data.IterableDataset)

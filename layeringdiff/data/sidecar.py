@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
+from layeringdiff.errors import MissingFileError
 from layeringdiff.files import atomic_write_bytes
 
 
@@ -39,7 +40,7 @@ def load_sidecar(root: str | os.PathLike, key: str) -> dict[str, torch.Tensor]:
     """Read the sidecar of sample ``key``; uint8 -> float [0, 1], floats -> float32."""
     path = sidecar_path(root, key)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no sidecar for sample {key!r}")
+        raise MissingFileError(f"{path}: no sidecar for sample {key!r}")
     out = {}
     for k, v in load_file(str(path)).items():
         out[k] = v.float().div_(255.0) if v.dtype == torch.uint8 else v.float()

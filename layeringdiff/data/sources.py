@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from layeringdiff.data.splits import DEFAULT_FRACTIONS, split_of, stable_unit
+from layeringdiff.errors import UserError
 from layeringdiff.images import ImageReadError, has_alpha, open_image, to_rgb, to_rgba
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -31,11 +32,11 @@ MAGICK_INDEX = "magick_index.tsv"
 DEFAULT_MIN_SIDE = 32
 
 
-class DataSourceError(ValueError):
+class DataSourceError(UserError, ValueError):
     """A data source cannot be used at all (missing / empty folder, malformed index)."""
 
 
-class BadSampleError(ValueError):
+class BadSampleError(UserError, ValueError):
     """One file cannot become a sample; the message is one line naming the file and the reason."""
 
     def __init__(self, message: str, path: str | os.PathLike = "") -> None:
@@ -174,20 +175,29 @@ def background_split(
 def load_foreground(
     path: str | os.PathLike, min_side: int = DEFAULT_MIN_SIDE
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode an RGBA foreground as uint8 RGB (H, W, 3) and alpha (H, W).
+    """Decode an RGBA foreground as uint8 RGB (H, W, 3) and alpha (H, W) (views of one RGBA array).
 
     Raises:
         BadSampleError: unreadable, no alpha channel, fully transparent, or smaller than
             ``min_side``.
     """
+    rgba = load_foreground_rgba(path, min_side)
+    return rgba[:, :, :3], rgba[:, :, 3]
+
+
+def load_foreground_rgba(path: str | os.PathLike, min_side: int = DEFAULT_MIN_SIDE) -> np.ndarray:
+    """Decode an RGBA foreground as one uint8 (H, W, 4) array (the recipe resizes all four at once).
+
+    Raises:
+        BadSampleError: as :func:`load_foreground`.
+    """
     img = _open(path, min_side)
     if not has_alpha(img):
         raise BadSampleError(f"{path}: foreground has no alpha channel (mode {img.mode})", path)
     rgba = np.asarray(to_rgba(img))
-    alpha = np.ascontiguousarray(rgba[:, :, 3])
-    if not alpha.any():
+    if not rgba[:, :, 3].any():
         raise BadSampleError(f"{path}: foreground alpha is empty (fully transparent)", path)
-    return np.ascontiguousarray(rgba[:, :, :3]), alpha
+    return rgba
 
 
 def load_background(path: str | os.PathLike, min_side: int = DEFAULT_MIN_SIDE) -> np.ndarray:

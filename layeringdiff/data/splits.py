@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 
+from layeringdiff.errors import ConfigError
+
 SPLITS = ("train", "val", "test")
 # Default fractions for data sets without an official split (MAGICK): 98% / 1% / 1%.
 DEFAULT_FRACTIONS = {"train": 0.98, "val": 0.01, "test": 0.01}
@@ -43,7 +45,7 @@ def split_of(sample_id: str, fractions: dict[str, float] | None = None, salt: st
     fractions = DEFAULT_FRACTIONS if fractions is None else dict(fractions)
     total = sum(fractions.values())
     if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must sum to 1, got {fractions} (sum {total})")
+        raise ConfigError(f"split fractions must sum to 1, got {fractions} (sum {total})")
     u = stable_unit(salt, sample_id)
     edge = 0.0
     for name, frac in fractions.items():

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from layeringdiff.data.pairs import Pair
 from layeringdiff.data.recipe import TRIMAP_KERNEL_RANGE, make_sample
 from layeringdiff.data.splits import stable_seed
+from layeringdiff.errors import ConfigError
 
 COLOURS = {
     "red": (200, 40, 40),
@@ -240,7 +241,7 @@ class SyntheticLayers(Dataset):
         kernel_range: tuple[int, int] = TRIMAP_KERNEL_RANGE,
     ) -> None:
         if num_samples < 0 or size < 8:
-            raise ValueError(
+            raise ConfigError(
                 f"SyntheticLayers needs num_samples >= 0 and size >= 8, got {num_samples}, {size}"
             )
         self.num_samples, self.size, self.seed, self.split = int(num_samples), int(size), int(seed), split

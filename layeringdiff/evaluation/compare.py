@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from layeringdiff.errors import ConfigError, MissingFileError
 from layeringdiff.evaluation.report import read_table, write_tables
 
 
@@ -17,17 +18,17 @@ def run(cfg: DictConfig) -> dict:
     ev = cfg.eval
     runs = [Path(r) for r in ev.runs or []]
     if not runs:
-        raise ValueError(
+        raise ConfigError(
             "eval=compare: list run folders, e.g. eval.runs=[outputs/evaluate/runs/A,outputs/evaluate/runs/B]"
         )
     labels = list(ev.get("labels") or [r.name for r in runs])
     if len(labels) != len(runs):
-        raise ValueError(f"eval=compare: {len(labels)} labels for {len(runs)} runs")
+        raise ConfigError(f"eval=compare: {len(labels)} labels for {len(runs)} runs")
     columns, rows, title = [("run", "Run")], [], None
     for label, folder in zip(labels, runs):
         path = folder / f"{ev.table}.json"
         if not path.is_file():
-            raise FileNotFoundError(f"eval=compare: {path} not found (did that run finish eval={ev.table}?)")
+            raise MissingFileError(f"eval=compare: {path} not found (did that run finish eval={ev.table}?)")
         table = read_table(path)
         title = title or table.get("title")
         for col in table["columns"]:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from layeringdiff.errors import MissingFileError
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -38,7 +40,7 @@ def run(cfg: DictConfig) -> dict:
     ev, out = cfg.eval, Path(cfg.paths.output_dir)
     prompts = Path(ev.prompts)
     if not prompts.is_file():
-        raise FileNotFoundError(f"eval.prompts: no prompt file at {prompts}")
+        raise MissingFileError(f"eval.prompts: no prompt file at {prompts}")
     if ev.get("limit") is not None:
         lines = [line for line in prompts.read_text().splitlines() if line.strip()][: int(ev.limit)]
         prompts = out / "prompts.jsonl"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from layeringdiff.errors import ConfigError, MissingFileError
 from layeringdiff.images import open_image
 
 
@@ -35,7 +36,7 @@ class SampleFolder:
         try:
             return json.loads(p.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{p}: unreadable meta.json ({e})") from None
+            raise ConfigError(f"{p}: unreadable meta.json ({e})") from None
 
     def image(self, name: str) -> Image.Image:
         path = self.foreground_path if name == "foreground" else self.path / f"{name}.png"
@@ -56,7 +57,7 @@ def list_samples(root: str | Path) -> list[SampleFolder]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: output folder does not exist")
+        raise MissingFileError(f"{root}: output folder does not exist")
     found = [
         SampleFolder(p.name, p)
         for p in sorted(root.iterdir())
@@ -65,5 +66,5 @@ def list_samples(root: str | Path) -> list[SampleFolder]:
         and ((p / "foreground.png").is_file() or (p / "foreground_1.png").is_file())
     ]
     if not found:
-        raise FileNotFoundError(f"{root}: no sample folders (subfolders with foreground.png) found")
+        raise MissingFileError(f"{root}: no sample folders (subfolders with foreground.png) found")
     return found

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from layeringdiff.errors import ConfigError
 from layeringdiff.files import atomic_write_bytes
 
 Column = str | tuple[str, str]
@@ -121,4 +122,4 @@ def read_table(path: str | Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a readable result table ({e.__class__.__name__})") from None
+        raise ConfigError(f"{path}: not a readable result table ({e.__class__.__name__})") from None

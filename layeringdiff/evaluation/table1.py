@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from layeringdiff.errors import ConfigError, MissingFileError
 from layeringdiff.evaluation.outputs import SampleFolder, list_samples
 from layeringdiff.evaluation.records import ResultLog
 from layeringdiff.evaluation.report import write_tables
@@ -36,7 +37,7 @@ from layeringdiff.metrics.miou import layer_iou
 
 log = logging.getLogger(__name__)
 
-LAYERS = {"fg": "foreground", "bg": "background", "comp": "composite"}
+SCORED_IMAGES = {"fg": "foreground", "bg": "background", "comp": "composite"}
 COLUMNS = [("method", "Method")]
 for _short, _label in (("fg", "FG"), ("bg", "BG"), ("comp", "Composite")):
     COLUMNS += [(f"{_short}_fid", f"{_label} FID↓"), (f"{_short}_kid", f"{_label} KID↓ (x1e3)")]
@@ -56,7 +57,7 @@ def load_prompts(path: str | None) -> dict[str, dict]:
                 rec = json.loads(line)
                 records[rec["id"]] = rec
             except (json.JSONDecodeError, KeyError):
-                raise ValueError(f"{path}:{n}: not a prompt record with an 'id'") from None
+                raise ConfigError(f"{path}:{n}: not a prompt record with an 'id'") from None
     return records
 
 
@@ -110,13 +111,13 @@ def run(cfg: DictConfig) -> dict:
     ev, out = cfg.eval, Path(cfg.paths.output_dir)
     methods = dict(ev.methods or {})
     if not methods:
-        raise ValueError("eval=table1: give at least one output folder, e.g. eval.methods.ours=DIR")
+        raise ConfigError("eval=table1: give at least one output folder, e.g. eval.methods.ours=DIR")
     listing = {name: list_samples(folder) for name, folder in methods.items()}
     matte = tuple(cfg.metrics.matte)
-    refs = {k: ev.reference.get(k) for k in LAYERS}
+    refs = {k: ev.reference.get(k) for k in SCORED_IMAGES}
     for k, folder in refs.items():  # fail before any work on a missing reference folder
         if folder and not Path(folder).is_dir():
-            raise FileNotFoundError(f"eval.reference.{k}: no folder at {folder}")
+            raise MissingFileError(f"eval.reference.{k}: no folder at {folder}")
     inception = extractors.inception(cfg) if any(refs.values()) else None
     clip = extractors.clip(cfg) if ev.get("clip", True) else None
     segment = instantiate(ev.segmenter) if ev.get("segmenter") else None
@@ -136,10 +137,10 @@ def run(cfg: DictConfig) -> dict:
                 continue
             values = {}
             if inception is not None:
-                feats = {k: image_features([images[k]], inception)[0] for k in LAYERS}
+                feats = {k: image_features([images[k]], inception)[0] for k in SCORED_IMAGES}
                 _save_npz(feat_dir / name / f"{s.key}.npz", **feats)
             if clip is not None:
-                for k in LAYERS:
+                for k in SCORED_IMAGES:
                     values[f"{k}_clip"] = float(clip.score([images[k]], [texts[k]])[0]) if texts[k] else None
             if segment is not None and texts["fg"]:
                 values["fg_miou"] = layer_iou(segment, images["fg"], texts["fg"], alpha)
@@ -159,7 +160,7 @@ def run(cfg: DictConfig) -> dict:
         listed = {s.key for s in listing[name]}  # records of folders no longer listed stay out
         recs = [r for r in records.of(name) if r["key"] in listed]
         row: dict = {"method": name, "count": len(recs)}
-        for k in LAYERS:
+        for k in SCORED_IMAGES:
             if k in ref_feats:
                 feats = np.stack([np.load(feat_dir / name / f"{r['key']}.npz")[k] for r in recs])
                 row[f"{k}_fid"] = frechet_distance(feats, ref_feats[k])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from layeringdiff.errors import ConfigError
 from layeringdiff.evaluation.figures import histograms
 from layeringdiff.evaluation.outputs import list_samples
 from layeringdiff.evaluation.records import ResultLog
@@ -37,7 +38,7 @@ def run(cfg: DictConfig) -> dict:
     ``table2_histograms.png`` into the run folder. Returns ``{"<method>/<stat>": mean}``."""
     methods = dict(cfg.eval.methods or {})
     if not methods:
-        raise ValueError("eval=table2: give at least one output folder, e.g. eval.methods.ours=DIR")
+        raise ConfigError("eval=table2: give at least one output folder, e.g. eval.methods.ours=DIR")
     out = Path(cfg.paths.output_dir)
     records = ResultLog(out / "table2_samples.jsonl")
     listing = {name: list_samples(folder) for name, folder in methods.items()}  # fail early on bad folders

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from layeringdiff.errors import MissingFileError
 from layeringdiff.weights import resolve_file
 
 KID_SCALE = 1e3
@@ -180,12 +181,12 @@ def reference_features(
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"reference set: no folder at {folder}")
+        raise MissingFileError(f"reference set: no folder at {folder}")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if num is not None and num < len(files):
         files = sorted(random.Random(seed).sample(files, num))
     if len(files) < 2:
-        raise FileNotFoundError(f"reference set {folder}: needs at least 2 images, found {len(files)}")
+        raise MissingFileError(f"reference set {folder}: needs at least 2 images, found {len(files)}")
     h = hashlib.sha1(f"{getattr(extractor, 'name', type(extractor).__name__)}|{tuple(matte)}".encode())
     for p in files:
         h.update(f"{p.relative_to(folder)}|{p.stat().st_size}\n".encode())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from layeringdiff.errors import ConfigError
 from layeringdiff.metrics.layer_errors import LPIPS_SCALE
 from layeringdiff.weights import MissingWeightsError, resolve_file
 
@@ -50,7 +51,7 @@ class LPIPSMetric(torch.nn.Module):
     ) -> None:
         super().__init__()
         if precision not in ("fp32", "bf16"):
-            raise ValueError(f"LPIPS precision must be fp32 or bf16, got {precision!r}")
+            raise ConfigError(f"LPIPS precision must be fp32 or bf16, got {precision!r}")
         self.precision = precision
         import lpips
 

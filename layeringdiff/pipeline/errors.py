@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from layeringdiff.errors import UserError
 
-class InputError(ValueError):
+
+class InputError(UserError, ValueError):
     """A user input (prompt, indices, image, box, mask, alpha, output folder) cannot be used."""
 
 

@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from layeringdiff.errors import UserError, one_line
     from layeringdiff.study.app import StudySettings, create_app
 
     try:
@@ -85,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             compose_config(args.overrides, args.config_dir, args.config_name)
         )
         app = create_app(settings)
-    except (ValueError, OSError, HydraException, OmegaConfBaseException) as e:
-        print(f"error: {e}", file=sys.stderr)
+    # a bad setting or override (Hydra / OmegaConf composing the user's overrides): one line;
+    # anything else is a bug and keeps its traceback
+    except (UserError, HydraException, OmegaConfBaseException) as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     study = app.extensions["study"]
     base_url = f"http://{settings.host}:{settings.port}"

@@ -14,14 +14,15 @@ from pathlib import Path
 
 from flask import Flask
 
-from layeringdiff.study import CRITERIA, LAYERS, SCORES
+from layeringdiff.errors import UserError
+from layeringdiff.study import CRITERIA, RATED_IMAGES, SCORES
 from layeringdiff.study.catalog import Blinder, Item, StudySetupError, build_catalog
 from layeringdiff.study.storage import RatingStore
 
 log = logging.getLogger(__name__)
 
 
-class RatingError(ValueError):
+class RatingError(UserError, ValueError):
     """A submitted answer that is refused (unknown id, bad layer, criterion or score)."""
 
 
@@ -134,8 +135,8 @@ class Study:
         it = self.item(item_id)
         if item_id not in self.order(token):
             raise RatingError(f"item '{item_id}' is not assigned to this participant")
-        if layer not in LAYERS:
-            raise RatingError(f"unknown layer '{layer}' (expected one of {', '.join(LAYERS)})")
+        if layer not in RATED_IMAGES:
+            raise RatingError(f"unknown layer '{layer}' (expected one of {', '.join(RATED_IMAGES)})")
         if criterion not in CRITERIA:
             raise RatingError(f"unknown criterion '{criterion}' (expected one of {', '.join(CRITERIA)})")
         text = str(score).strip()

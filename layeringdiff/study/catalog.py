@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from layeringdiff.errors import UserError
+
 log = logging.getLogger(__name__)
 
 PROMPT_KEYS = ("prompt", "composite_prompt", "text", "caption")
@@ -30,7 +32,7 @@ BG_PROMPT_KEYS = ("background_prompt", "bg_prompt")
 ID_KEYS = ("key", "id", "name", "example", "out", "folder")
 
 
-class StudySetupError(ValueError):
+class StudySetupError(UserError, ValueError):
     """A study cannot start: a missing folder, no common example, a missing prompt."""
 
 

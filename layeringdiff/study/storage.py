@@ -22,7 +22,8 @@ from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
-from layeringdiff.study import CRITERIA, LAYERS, SCORES
+from layeringdiff.errors import ConfigError, MissingFileError
+from layeringdiff.study import CRITERIA, RATED_IMAGES, SCORES
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS ratings (
   participant TEXT NOT NULL REFERENCES participants(token),
   example TEXT NOT NULL,
   method_id TEXT NOT NULL REFERENCES methods(method_id),
-  layer TEXT NOT NULL CHECK (layer IN {LAYERS!r}),
+  layer TEXT NOT NULL CHECK (layer IN {RATED_IMAGES!r}),
   criterion TEXT NOT NULL CHECK (criterion IN {CRITERIA!r}),
   score INTEGER NOT NULL CHECK (score BETWEEN {min(SCORES)} AND {max(SCORES)}),
   created_at TEXT NOT NULL,
@@ -92,12 +93,12 @@ class RatingStore:
         """The study's HMAC secret: stored on first use (``given`` or a fresh random one).
 
         Raises:
-            ValueError: ``given`` differs from the secret this database was created with.
+            ConfigError: ``given`` differs from the secret this database was created with.
         """
         self.setdefault("created_at", utc_now())
         stored = self.setdefault("secret", given or secrets.token_hex(32))
         if given and given != stored:
-            raise ValueError(
+            raise ConfigError(
                 f"the secret in the config differs from the one {self.path} was created with; "
                 "blinded ids would no longer match its ratings (use the old secret or a new database)"
             )
@@ -176,7 +177,7 @@ def read_ratings(path: str | Path) -> list[dict]:
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"study database not found: {p}")
+        raise MissingFileError(f"study database not found: {p}")
     try:
         with closing(connect(p)) as conn:
             cur = conn.execute(
@@ -186,4 +187,4 @@ def read_ratings(path: str | Path) -> list[dict]:
             keys = ("participant", "example", "method", "layer", "criterion", "score")
             return [dict(zip(keys, row)) for row in cur.fetchall()]
     except sqlite3.DatabaseError as e:
-        raise ValueError(f"not a study database: {p} ({e})") from None
+        raise ConfigError(f"not a study database: {p} ({e})") from None

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from layeringdiff.errors import MissingFileError
+
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +42,7 @@ def resolve_ckpt_path(
         current_run: the run folder being started, excluded from the ``"last"`` search.
 
     Raises:
-        FileNotFoundError: the setting names nothing that exists.
+        MissingFileError: the setting names nothing that exists (a ``FileNotFoundError``).
     """
     if ckpt_path is None:
         return None
@@ -52,32 +54,45 @@ def resolve_ckpt_path(
             if current is None or current not in p.resolve().parents
         ]
         if not found:
-            raise FileNotFoundError(f"ckpt_path=last: no checkpoints/last.ckpt under {runs_root}")
+            raise MissingFileError(f"ckpt_path=last: no checkpoints/last.ckpt under {runs_root}")
         return str(max(found, key=lambda p: p.stat().st_mtime))
     path = Path(ckpt_path)
     if path.is_dir():
         path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no checkpoint file at {path}")
+        raise MissingFileError(f"ckpt_path={ckpt_path}: no checkpoint file at {path}")
     return str(path)
 
 
-def run_or_exit(task, cfg: DictConfig, expected: tuple[type[BaseException], ...]):
-    """Run an entry point's task; an error the user can fix ends the process with one line.
+def _log_to_files(message: str, exc_info) -> None:
+    """Write an error with its traceback to the run log's file handlers only (the console gets
+    the traceback once, from the propagating exception)."""
+    root = logging.getLogger()
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, exc_info)
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
+
+
+def run_or_exit(task, cfg: DictConfig):
+    """Run an entry point's task; a :class:`~layeringdiff.errors.UserError` ends the process in one line.
 
     Hydra wraps errors raised while instantiating the data or a model, so the cause chain is
-    searched for an ``expected`` error; anything else propagates with its traceback.
+    searched for a ``UserError``: its first line goes to the log and to stderr, and the process
+    exits with status 1. Anything else is a bug or an environment problem: it is written whole
+    (with its traceback) to the run log and propagates with its traceback.
     """
     import sys
+
+    from layeringdiff.errors import find_user_error, one_line
 
     try:
         return task(cfg)
     except Exception as e:
-        cause = e
-        while cause is not None and not isinstance(cause, expected):
-            cause = cause.__cause__
-        if cause is None:
+        user_error = find_user_error(e)
+        if user_error is None:
+            _log_to_files(f"{getattr(task, '__name__', 'task')} failed", sys.exc_info())
             raise
-        message = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        message = one_line(user_error)
         log.error("%s", message)
         sys.exit(f"error: {message}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from layeringdiff.errors import ConfigError
 from layeringdiff.tasks.common import save_resolved_config
 
 log = logging.getLogger(__name__)
@@ -25,17 +26,17 @@ def evaluate(cfg: DictConfig) -> dict:
         What the runner returns (flat ``{name: number}`` for the tables).
 
     Raises:
-        ValueError: ``eval.runner`` is missing or does not name a function.
+        ConfigError: ``eval.runner`` is missing or does not name a function.
     """
     from hydra.utils import get_method
 
     runner = OmegaConf.select(cfg, "eval.runner")
     if not runner:
-        raise ValueError("evaluate: no eval.runner set; pick an evaluation, e.g. `evaluate.py eval=table4`")
+        raise ConfigError("evaluate: no eval.runner set; pick an evaluation, e.g. `evaluate.py eval=table4`")
     try:
         run = get_method(runner)
     except Exception as e:
-        raise ValueError(f"evaluate: eval.runner={runner} is not an importable function ({e})") from None
+        raise ConfigError(f"evaluate: eval.runner={runner} is not an importable function ({e})") from None
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # Tests compose with return_hydra_config=True; the hydra node is not part of the run's config.
