@@ -1,9 +1,16 @@
-"""Write the evaluation prompt sets (data/prompts/) deterministically from templates and vocabularies.
+"""Write the evaluation prompt sets (data/prompts/) deterministically.
 
-    python data/make_prompts.py                  # rewrites data/prompts/prompts572.jsonl and quick16.jsonl
-    python data/make_prompts.py --check          # exit 1 if the files differ from what this script writes
+    python data/make_prompts.py                  # rewrites every file below
+    python data/make_prompts.py --check          # exit 1 if a file differs from what this script writes
 
-Each line is one triplet: the composite prompt T, the foreground prompt T_F (the words of T at
+- ``prompts572.jsonl`` (default of ``eval=generate`` and Tables 1-2): 572 prompts in natural phrasing,
+  composed by ``natural_prompts.py`` from the hand-written pools in ``prompt_pools.py``;
+- ``quick16.jsonl``: its first 16 (every category at least twice);
+- ``study15.jsonl``: the user-study prompts, ``natural_prompts.study_subset`` (every 38th prompt);
+- ``prompts572_templated.jsonl``: the earlier template over explicit scale and position words
+  (``make_prompts`` below), kept as an option (``eval.prompts=...``).
+
+Each templated line is one triplet: the composite prompt T, the foreground prompt T_F (the words of T at
 ``foreground_indices``, a leading run of words), and a background-only prompt, e.g.
 ``{"id": "p0000", "prompt": "A small red fox sitting on the left of a snowy pine forest at dawn",
 "foreground_indices": [0, 1, 2, 3, 4], "fg_prompt": "A small red fox sitting",
@@ -22,7 +29,7 @@ import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "prompts"
-NUM_PROMPTS, NUM_QUICK, SEED = 572, 16, 0
+NUM_PROMPTS, NUM_QUICK, NUM_STUDY, SEED = 572, 16, 15, 0
 
 # subject phrases (without article/scale) and the actions that suit them, per category
 SUBJECTS = {
@@ -189,8 +196,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--check", action="store_true", help="only compare with the files on disk")
     args = parser.parse_args(argv)
-    records = make_prompts()
-    files = {"prompts572.jsonl": render(records), "quick16.jsonl": render(records[:NUM_QUICK])}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # natural_prompts.py lies beside this file
+    from natural_prompts import make_natural_prompts, study_subset
+
+    natural = make_natural_prompts(NUM_PROMPTS, SEED)
+    files = {
+        "prompts572.jsonl": render(natural),
+        "quick16.jsonl": render(natural[:NUM_QUICK]),
+        "study15.jsonl": render(study_subset(natural, NUM_STUDY)),
+        "prompts572_templated.jsonl": render(make_prompts()),
+    }
     status = 0
     for name, text in files.items():
         path = args.out / name
