@@ -32,16 +32,49 @@ def smoke_cfg(tmp_path: Path, run: str, overrides: list[str]):
 
 
 def train_losses(run_dir: Path) -> dict[int, float]:
-    rows = csv.DictReader(open(next(run_dir.glob("csv/version_*/metrics.csv"))))
+    rows = csv.DictReader(next(run_dir.glob("csv/version_*/metrics.csv")).read_text().splitlines())
     return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
 
 
+def assert_same_state(a, b, where: str = "checkpoint") -> None:
+    """Nested dicts / lists of tensors and numbers equal, key by key (tensors exactly)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {set(a) ^ set(b)} differ"
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif torch.is_tensor(a):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=lambda m: f"{where}: {m}")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def assert_resumed_equals_uninterrupted(
+    full: Path, resumed: Path, keys=("state_dict", "optimizer_states", "lr_schedulers")
+):
+    """The last checkpoints of both runs: same step, weights (EMA included), optimizer and LR state."""
+    a = torch.load(full / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    b = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert a["global_step"] == b["global_step"]
+    for key in keys:
+        assert_same_state(a[key], b[key], key)
+    return a
+
+
 def test_smoke_trains_exports_and_resumes_exactly(tmp_path):
-    # Resumed mid-epoch (step 2 of 4 per epoch), the next step must see the same batch (the data
-    # module continues the epoch's order), weights, optimizer state and step-seeded noise.
+    # Train 4 steps uninterrupted; train 2, stop, resume mid-epoch (step 2 of 4 per epoch) to 4, with
+    # an LR schedule and an EMA on. The resumed run must see the same batches (the data module
+    # continues the epoch's order), step-seeded noise, weights, EMA, optimizer and LR state: equal
+    # losses at every step and equal final checkpoints.
     common = [
         "trainer.log_every_n_steps=1",
         "callbacks.model_checkpoint.every_n_train_steps=2",
+        "model.ema_decay=0.9",
+        "model.lr_scheduler={_target_:torch.optim.lr_scheduler.LinearLR,_partial_:true,"
+        "start_factor:0.1,total_iters:10}",
     ]
     cfg = smoke_cfg(tmp_path, "full", common + ["trainer.max_steps=4", "trainer.val_check_interval=4"])
     metrics = train(cfg)
@@ -55,20 +88,27 @@ def test_smoke_trains_exports_and_resumes_exactly(tmp_path):
     )
     assert layer.shape == (1, 3, 64, 64) and fbdd.layer == "foreground"
 
-    ckpt = full / "checkpoints" / "step_0000002.ckpt"
+    stop = ["trainer.max_steps=2", "trainer.val_check_interval=100"]
+    train(smoke_cfg(tmp_path, "stopped", common + stop))
+    ckpt = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    assert any(k.startswith("fbdd.unet.") for k in state)
+    assert state and any(k.startswith("fbdd.unet.") for k in state)
     assert not any(k.startswith("fbdd.vae.") for k in state), "the frozen VAE is not checkpointed"
-    resumed_cfg = smoke_cfg(
-        tmp_path,
-        "resumed",
-        common + ["trainer.max_steps=3", "trainer.val_check_interval=100", f"ckpt_path={ckpt}"],
-    )
-    train(resumed_cfg)
-    full_losses, resumed_losses = train_losses(full), train_losses(tmp_path / "resumed")
-    step = max(resumed_losses)
-    assert step in full_losses and len(resumed_losses) == 1
-    assert resumed_losses[step] == pytest.approx(full_losses[step], rel=1e-6, abs=1e-7)
+    resume = ["trainer.max_steps=4", "trainer.val_check_interval=100", f"ckpt_path={ckpt}"]
+    train(smoke_cfg(tmp_path, "resumed", common + resume))
+
+    full_losses = train_losses(full)
+    stopped, resumed = train_losses(tmp_path / "stopped"), train_losses(tmp_path / "resumed")
+    assert len(full_losses) == 4 and len(stopped) == 2 and len(resumed) == 2
+    assert {**stopped, **resumed} == full_losses, "per-step losses differ after resuming"
+    final = assert_resumed_equals_uninterrupted(full, tmp_path / "resumed")
+    # the EMA and the LR schedule were really on (otherwise this test would check less than it says)
+    weights = final["state_dict"]
+    ema_keys = [k for k in weights if k.startswith("ema.module.")]
+    assert ema_keys and int(weights["ema.n_averaged"]) == 4
+    assert any(not torch.equal(weights[k], weights[k.replace("ema.module.", "fbdd.unet.")]) for k in ema_keys)
+    lr = final["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(1e-3 * (0.1 + 0.9 * 4 / 10))
 
 
 def test_empty_training_set_fails_before_training(tmp_path):

@@ -107,7 +107,6 @@ class FBDDModule(pl.LightningModule):
 
             self.ema = AveragedModel(self.fbdd.unet, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
             self.ema.requires_grad_(False)
-        self._ema_step = -1
         # Not a submodule: it is neither trained nor saved in checkpoints.
         self._companion = [FBDD.from_pretrained(val_companion).eval()] if val_companion else []
         if self._companion and self._companion[0].layer == layer:
@@ -194,12 +193,14 @@ class FBDDModule(pl.LightningModule):
             raise FBDDInputError(
                 "the training data set is empty (0 batches): check data paths, num_train and batch_size"
             )
-        self._ema_step = self.global_step
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.ema is not None and self.global_step != self._ema_step:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        # The EMA follows each optimizer step here, before the batch-end callbacks: a checkpoint saved
+        # at step k (ModelCheckpoint runs on batch end) holds the EMA of step k, so a resumed run's EMA
+        # equals the uninterrupted run's (updating in on_train_batch_end left every checkpoint one behind).
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
             self.ema.update_parameters(self.fbdd.unet)
-            self._ema_step = self.global_step
 
     def configure_optimizers(self):
         if self.optimizer_fn is None:
