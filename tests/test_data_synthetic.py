@@ -126,8 +126,9 @@ def test_resize_crop_recipe():
     rgb = np.dstack([img, img, img])
     out = resize_crop(rgb, 50)
     ref = np.asarray(Image.fromarray(rgb).resize((100, 50), Image.BICUBIC))[:, 25:75]
-    assert out.shape == (50, 50, 3) and np.array_equal(out, ref)
-    assert np.array_equal(resize_crop(img, 50), ref[..., 0])  # alpha: the same geometry and filter
+    # Pillow's filter, computed by torch in integer arithmetic: within one level per pass
+    assert out.shape == (50, 50, 3) and np.abs(out.astype(int) - ref).max() <= 1
+    assert np.array_equal(resize_crop(img, 50), out[..., 0])  # alpha: the same geometry and filter
     # downscaling is antialiased: 1-px stripes shrunk 1.95x become flat grey, not a moire pattern
     stripes = np.zeros((1000, 1000), np.uint8)
     stripes[:, ::2] = 255

@@ -19,7 +19,7 @@ from layeringdiff.data.sources import (
     list_foregrounds,
     list_image_folder,
     load_background,
-    load_foreground,
+    load_foreground_rgba,
 )
 from layeringdiff.data.splits import stable_seed
 
@@ -116,11 +116,11 @@ class FolderComposites(Dataset):
     def load(self, index: int) -> dict:
         """Sample ``index``; raises :class:`BadSampleError` naming the bad file."""
         key, fg, bg, trimap_seed = self.pair(index)
-        rgb, alpha = load_foreground(fg.path, self.min_side)
-        background = load_background(bg.path, self.min_side)
-        rgb, alpha = resize_crop(rgb, self.size), resize_crop(alpha, self.size)
+        # F and alpha are resized as one straight-alpha RGBA array; nothing turns float before the crop.
+        rgba = resize_crop(load_foreground_rgba(fg.path, self.min_side), self.size)
+        background = resize_crop(load_background(bg.path, self.min_side), self.size)
         sample = make_sample(
-            rgb, alpha, resize_crop(background, self.size), key, fg.caption, trimap_seed, self.kernel_range
+            rgba[:, :, :3], rgba[:, :, 3], background, key, fg.caption, trimap_seed, self.kernel_range
         )
         sample["source"] = f"{fg.path} | {bg.path}"
         return sample

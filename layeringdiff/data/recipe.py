@@ -7,40 +7,60 @@ of three 8-bit images plus the trimap, so shards (lossless PNG) reproduce it bit
 
 from __future__ import annotations
 
+import warnings
+
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from layeringdiff.compositing import composite, trimap_from_alpha
+from layeringdiff.compositing import composite
 
 # GCA / MatteFormer trimaps: elliptical erosion kernels of random size 1..29.
 TRIMAP_KERNEL_RANGE = (1, 29)
 
 
 def resize_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the shorter side is ``size`` (bicubic), then centre-crop ``size`` x ``size``.
+    """Resize so the shorter side is ``size`` (antialiased bicubic), then centre-crop ``size`` x ``size``.
 
-    The bicubic filter is Pillow's, which widens its support when downscaling (antialiased, like
-    torchvision's bicubic resize): OpenCV's ``INTER_CUBIC`` samples the source at the output grid
-    only and aliases fine detail (hair, textures) into moire when a 1-2 MP photo shrinks to 512.
+    The filter is Pillow's bicubic (a = -0.5), which widens its support when downscaling
+    (antialiased): OpenCV's ``INTER_CUBIC`` samples the source at the output grid only and aliases
+    fine detail (hair, textures) into moire when a 1-2 MP photo shrinks to 512. It runs as torch's
+    uint8 antialiased bicubic (the same filter in integer arithmetic, all channels of an RGBA image
+    in one pass, ~8x faster than Pillow on one core): equal to Pillow's result for a 2x reduction,
+    otherwise within one level per pass (at most 2/255, on under 1% of the pixels; tested).
+    RGBA is resized channel by channel (straight, not premultiplied, alpha), as F and a separately.
 
     Args:
-        image: uint8 array (H, W) or (H, W, C) with C in {3, 4}.
+        image: uint8 array (H, W) or (H, W, C), any C (1, 3, 4).
         size: output side length.
 
     Returns:
-        uint8 array (size, size[, C]); bicubic overshoot saturates to [0, 255].
+        uint8 array (size, size[, C]), contiguous; bicubic overshoot saturates to [0, 255].
     """
-    from PIL import Image
-
     h, w = image.shape[:2]
     if (h, w) != (size, size):
         scale = size / min(h, w)
         nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
         if (nh, nw) != (h, w):
-            image = np.array(Image.fromarray(np.ascontiguousarray(image)).resize((nw, nh), Image.BICUBIC))
+            image = _resize_uint8(image, nh, nw)
         top, left = (nh - size) // 2, (nw - size) // 2
         image = image[top : top + size, left : left + size]
     return np.ascontiguousarray(image)
+
+
+def _resize_uint8(image: np.ndarray, nh: int, nw: int) -> np.ndarray:
+    """uint8 (H, W[, C]) -> (nh, nw[, C]) with torch's antialiased bicubic, channels-last (no copy in)."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"resize_crop expects uint8, got {image.dtype}")
+    with warnings.catch_warnings():  # a decoded image is read-only; interpolate only reads it
+        warnings.simplefilter("ignore", UserWarning)
+        x = torch.from_numpy(np.ascontiguousarray(image))
+    hwc = x if x.ndim == 3 else x[:, :, None]
+    nchw = hwc.permute(2, 0, 1)[None]  # a channels-last view: torch's fast uint8 path reads it as is
+    out = F.interpolate(nchw, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+    out = out[0].permute(1, 2, 0)
+    return (out if image.ndim == 3 else out[:, :, 0]).numpy()
 
 
 def trimap_kernels(
@@ -52,10 +72,34 @@ def trimap_kernels(
 
 
 def uint8_to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W) or (H, W, C) -> float32 (C, H, W) in [0, 1]."""
+    """uint8 (H, W) or (H, W, C) -> float32 (C, H, W) in [0, 1] (one transposing convert, one divide)."""
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(255.0)
+    if min(arr.strides) < 0:  # e.g. a BGR -> RGB view: torch takes no negative strides
+        arr = np.ascontiguousarray(arr)
+    with warnings.catch_warnings():  # read-only input is only read
+        warnings.simplefilter("ignore", UserWarning)
+        src = torch.from_numpy(arr).permute(2, 0, 1)
+    out = torch.empty(src.shape, dtype=torch.float32)
+    return out.copy_(src).div_(255.0)
+
+
+def trimap_uint8(alpha: np.ndarray, fg_kernel: int, bg_kernel: int) -> np.ndarray:
+    """:func:`~layeringdiff.compositing.trimap_from_alpha` of a uint8 alpha, as uint8 {0, 128, 255}.
+
+    The same masks (a >= 1 - 1e-3 and a <= 1e-3 of a / 255 in float32, i.e. a == 255 and a == 0)
+    eroded by the same elliptical kernels, without converting the alpha to float first (tested
+    equal to the float function).
+    """
+    fg, bg = _DEFINITE_FG[alpha], _DEFINITE_BG[alpha]
+    if fg_kernel > 1:
+        fg = cv2.erode(fg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (fg_kernel, fg_kernel)))
+    if bg_kernel > 1:
+        bg = cv2.erode(bg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (bg_kernel, bg_kernel)))
+    out = np.full(alpha.shape, 128, np.uint8)
+    out[fg.view(bool)] = 255
+    out[bg.view(bool)] = 0
+    return out
 
 
 def make_sample(
@@ -89,9 +133,8 @@ def make_sample(
     f, b, a = uint8_to_tensor(foreground), uint8_to_tensor(background), uint8_to_tensor(alpha)
     if trimap is None:
         fg_k, bg_k = trimap_kernels(np.random.default_rng(trimap_seed), kernel_range)
-        t = trimap_from_alpha(a, fg_kernel=fg_k, bg_kernel=bg_k)
-    else:
-        t = torch.from_numpy(trimap_uint8_to_values(trimap))[None]
+        trimap = trimap_uint8(alpha, fg_k, bg_k)
+    t = torch.from_numpy(trimap_uint8_to_values(trimap))[None]
     return {
         "composite": composite(f, b, a),
         "foreground": f,
@@ -120,3 +163,7 @@ def trimap_uint8_to_values(t: np.ndarray) -> np.ndarray:
 _TRIMAP_LUT = np.full(256, 0.5, np.float32)
 _TRIMAP_LUT[:64] = 0.0
 _TRIMAP_LUT[193:] = 1.0
+# Definite FG / BG of trimap_from_alpha (eps 1e-3) on a uint8 alpha: the float32 thresholds, tabulated.
+_ALPHA_FLOAT = np.arange(256, dtype=np.float32) / np.float32(255.0)
+_DEFINITE_FG = (_ALPHA_FLOAT >= np.float32(1.0 - 1e-3)).astype(np.uint8)
+_DEFINITE_BG = (_ALPHA_FLOAT <= np.float32(1e-3)).astype(np.uint8)
