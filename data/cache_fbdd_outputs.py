@@ -23,7 +23,6 @@ Examples (arguments after the options are Hydra overrides of configs/train.yaml'
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch
 
 from layeringdiff.data.sidecar import image_to_uint8, sidecar_path
 from layeringdiff.errors import UserError
-from layeringdiff.files import atomic_write_bytes
+from layeringdiff.files import atomic_write_bytes, record_settings
 
 log = logging.getLogger("cache_fbdd_outputs")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -83,17 +82,6 @@ def cache_settings(args: argparse.Namespace) -> dict:
             fbdd_background=str(args.fbdd_background) if args.fbdd_background else None,
         )
     return info
-
-
-def check_settings(out: Path, info: dict) -> None:
-    """Record the settings in a new folder; refuse to mix into a folder made with others."""
-    path = out / INFO_NAME
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != info:
-            raise SystemExit(f"{path}: cache made with other settings {old}; use another --out")
-    else:
-        atomic_write_bytes(path, json.dumps(info, indent=2).encode())
 
 
 def stored_names(out: Path, key: str) -> set[str]:
@@ -210,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, int]]:
     dm = build_datamodule(args.overrides)
     produce = Producer(args)
     out.mkdir(parents=True, exist_ok=True)
-    check_settings(out, cache_settings(args))
+    record_settings(out / INFO_NAME, cache_settings(args), error=SystemExit)
     results = {split: cache_split(dm, split, out, produce, args) for split in args.splits}
     for split, counts in results.items():
         log.info("%s: %s", split, counts)

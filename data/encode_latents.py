@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 
 from layeringdiff.data.sidecar import save_sidecar, sidecar_path
-from layeringdiff.files import atomic_write_bytes
+from layeringdiff.files import record_settings
 
 log = logging.getLogger("encode_latents")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 INFO_NAME = "cache_info.json"
-LAYERS = {
+LATENT_SOURCES = {
     "latent_composite": "composite",
     "latent_foreground": "foreground",
     "latent_background": "background",
@@ -75,18 +75,6 @@ def load_vae(pretrained: str, build_tiny: bool = False):
     return AutoencoderKL.from_pretrained(root, subfolder="vae").eval().requires_grad_(False)
 
 
-def check_settings(out: Path, info: dict) -> None:
-    """Record the cache settings, or refuse to mix a run with other settings into ``out``."""
-    path = out / INFO_NAME
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != info:
-            diff = {k: (old.get(k), v) for k, v in info.items() if old.get(k) != v}
-            raise SystemExit(f"{path}: cache made with other settings {diff}; use another --out")
-    else:
-        atomic_write_bytes(path, json.dumps(info, indent=2).encode())
-
-
 @torch.no_grad()
 def encode_split(
     dataset, vae, out: Path, batch_size: int, num_workers: int, device: str, dtype: torch.dtype
@@ -102,7 +90,7 @@ def encode_split(
         if not todo:
             continue
         latents = {}
-        for name, image_key in LAYERS.items():
+        for name, image_key in LATENT_SOURCES.items():
             images = batch[image_key][todo].to(device, vae.dtype)
             latents[name] = vae.encode(images * 2 - 1).latent_dist.mode().to("cpu", dtype)
         for j, i in enumerate(todo):
@@ -127,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
         "scaling_factor": float(vae.config.scaling_factor),
         "dtype": args.dtype,
     }
-    check_settings(out, info)
+    record_settings(out / INFO_NAME, info, error=SystemExit)
     datamodule = instantiate(cfg.data)
     totals = {}
     for split in args.splits:

@@ -21,14 +21,14 @@ from pathlib import Path
 
 from werkzeug.serving import make_server
 
-from layeringdiff.study import CRITERIA, LAYERS
+from layeringdiff.study import CRITERIA, RATED_IMAGES
 from layeringdiff.study.app import create_app
 from layeringdiff.study.demo import build_demo_study
 
 
 def session(base: str, token: str, items: list[str], latencies: list[float]) -> None:
     for item in items:
-        for layer in LAYERS:
+        for layer in RATED_IMAGES:
             for crit in CRITERIA:
                 body = json.dumps(dict(token=token, item=item, layer=layer, criterion=crit, score=3)).encode()
                 req = urllib.request.Request(base + "/api/rate", body, {"Content-Type": "application/json"})

@@ -7,10 +7,11 @@ run leaves either the old file or the new one, and no temporary behind.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -91,3 +92,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes to ``path`` through a temporary file in the same folder and a rename."""
     with atomic_file(path) as tmp:
         tmp.write_bytes(data)
+
+
+def settings_diff(old: Mapping, new: Mapping) -> dict:
+    """``{key: (old value, new value)}`` for every key whose value differs (or is missing on a side)."""
+    return {k: (old.get(k), new.get(k)) for k in {**old, **new} if old.get(k) != new.get(k)}
+
+
+def record_settings(path: str | os.PathLike, settings: Mapping, error: type[Exception] = ValueError) -> None:
+    """Guard of a resumable cache folder: write ``settings`` to ``path`` (JSON) the first time; later,
+    raise ``error`` naming what differs when a run with other settings would mix into the folder."""
+    path = Path(path)
+    if not path.is_file():
+        atomic_write_bytes(path, json.dumps(dict(settings), indent=2).encode())
+        return
+    diff = settings_diff(json.loads(path.read_text()), settings)
+    if diff:
+        raise error(f"{path}: made with other settings {diff} (old, new); use another output folder")

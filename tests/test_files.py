@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from layeringdiff.files import atomic_dir, atomic_file, atomic_write_bytes
+from layeringdiff.files import atomic_dir, atomic_file, atomic_write_bytes, record_settings, settings_diff
 
 
 def _umask() -> int:
@@ -79,3 +79,21 @@ def test_atomic_dir_takes_the_place_of_an_empty_folder(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "a.txt").write_text("a")
     assert [p.name for p in target.iterdir()] == ["a.txt"]
+
+
+def test_record_settings_writes_once_then_refuses_other_settings(tmp_path):
+    path = tmp_path / "cache" / "cache_info.json"
+    record_settings(path, {"vae": "a", "size": 64})
+    first = path.read_bytes()
+    record_settings(path, {"size": 64, "vae": "a"})  # same settings, any order: accepted, unchanged
+    assert path.read_bytes() == first
+    with pytest.raises(SystemExit, match=r"other settings \{'size': \(64, 128\)\}"):
+        record_settings(path, {"vae": "a", "size": 128}, error=SystemExit)
+    with pytest.raises(ValueError, match="'extra': \\(None, 1\\)"):
+        record_settings(path, {"vae": "a", "size": 64, "extra": 1})
+    assert path.read_bytes() == first
+
+
+def test_settings_diff_sees_keys_missing_on_either_side():
+    assert settings_diff({"a": 1, "b": 2}, {"a": 1, "c": 3}) == {"b": (2, None), "c": (None, 3)}
+    assert settings_diff({"a": 1}, {"a": 1}) == {}

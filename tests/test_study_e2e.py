@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from layeringdiff.study import CRITERIA, LAYERS
+from layeringdiff.study import CRITERIA, RATED_IMAGES
 from layeringdiff.study.app import create_app
 from layeringdiff.study.demo import build_demo_study
 
@@ -95,7 +95,7 @@ def test_full_session_in_chromium_lands_in_the_database(chromedriver, server, tm
     study = app.extensions["study"]
     token = sorted(study.participants)[0]
     order = study.order(token)
-    questions = [(la, cr) for la in LAYERS for cr in CRITERIA]
+    questions = [(la, cr) for la in RATED_IMAGES for cr in CRITERIA]
     expected = {}
 
     def click(driver, pos, q):

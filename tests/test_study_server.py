@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from layeringdiff.study import CRITERIA, LAYERS
+from layeringdiff.study import CRITERIA, RATED_IMAGES
 from layeringdiff.study.app import create_app
 from layeringdiff.study.catalog import StudySetupError
 from layeringdiff.study.demo import build_demo_study
@@ -50,7 +50,7 @@ def n_rows(db) -> int:
 def answer(item_id, token, score=3):
     return [
         dict(token=token, item=item_id, layer=la, criterion=cr, score=score)
-        for la in LAYERS
+        for la in RATED_IMAGES
         for cr in CRITERIA
     ]
 
@@ -118,7 +118,7 @@ def test_answers_survive_a_restart_and_the_participant_resumes(settings):
     study = app.extensions["study"]
     order = study.order(token)
     client = app.test_client()
-    form = {"item": order[0]} | {f"{la}__{cr}": "4" for la in LAYERS for cr in CRITERIA}
+    form = {"item": order[0]} | {f"{la}__{cr}": "4" for la in RATED_IMAGES for cr in CRITERIA}
     resp = client.post(f"/p/{token}/1", data=form)
     assert resp.status_code == 303 and resp.headers["Location"].endswith(f"/p/{token}/2")
     for a in answer(order[1], token, score=2)[:3]:  # half of item 2, one click at a time
@@ -167,7 +167,7 @@ def test_bad_form_refuses_the_whole_page(settings):
     token = tokens(app)[0]
     order = app.extensions["study"].order(token)
     client = app.test_client()
-    form = {"item": order[0]} | {f"{la}__{cr}": "4" for la in LAYERS for cr in CRITERIA}
+    form = {"item": order[0]} | {f"{la}__{cr}": "4" for la in RATED_IMAGES for cr in CRITERIA}
     resp = client.post(f"/p/{token}/1", data={**form, "background__image_quality": "9"})
     assert resp.status_code == 400 and "got &#39;9&#39;" in resp.get_data(as_text=True)
     assert client.post(f"/p/{token}/1", data={**form, "item": order[1]}).status_code == 400

@@ -30,7 +30,7 @@ from layeringdiff.data.recipe import make_sample, trimap_to_uint8
 from layeringdiff.data.sources import BadSampleError, DataSourceError
 from layeringdiff.data.splits import stable_seed
 from layeringdiff.errors import ConfigError
-from layeringdiff.files import atomic_file, atomic_write_bytes
+from layeringdiff.files import atomic_file, atomic_write_bytes, settings_diff
 from layeringdiff.images import ImageReadError, tensor_to_uint8
 
 log = logging.getLogger(__name__)
@@ -175,12 +175,7 @@ def write_shards(
         start, stop = s * samples_per_shard, min(total, (s + 1) * samples_per_shard)
         if tar.is_file() and record_path.is_file():
             old = json.loads(record_path.read_text())
-            diff = {
-                k: (old["settings"].get(k), v)
-                for k, v in settings.items()
-                if old.get("settings", settings).get(k) != v
-            }
-            if diff:
+            if diff := settings_diff(old.get("settings", settings), settings):
                 raise DataSourceError(
                     f"{record_path}: shard written with other settings {diff}; use another output folder"
                 )

@@ -22,9 +22,9 @@ from torch import nn
 from layeringdiff.compositing import unshuffle_alpha
 from layeringdiff.errors import UserError
 from layeringdiff.files import atomic_dir
+from layeringdiff.networks import TRAINED_LAYERS
 from layeringdiff.weights import MissingWeightsError, resolve_pretrained
 
-LAYERS = ("foreground", "background")
 ALPHA_INITS = ("zero", "mask_mean")
 CONFIG_NAME = "fbdd_config.json"
 NULL_PROMPT_NAME = "null_prompt.safetensors"
@@ -247,8 +247,8 @@ class FBDD(nn.Module):
         super().__init__()
         from diffusers import DDPMScheduler
 
-        if layer not in LAYERS:
-            raise FBDDInputError(f"layer={layer!r}; choose one of {LAYERS}")
+        if layer not in TRAINED_LAYERS:
+            raise FBDDInputError(f"layer={layer!r}; choose one of {TRAINED_LAYERS}")
         self.layer = layer
         self.unet, self.vae = unet, vae.eval().requires_grad_(False)
         self.meta = dict(meta or {})
@@ -304,8 +304,8 @@ class FBDD(nn.Module):
         """
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
-        if layer not in LAYERS:
-            raise FBDDInputError(f"layer={layer!r}; choose one of {LAYERS}")
+        if layer not in TRAINED_LAYERS:
+            raise FBDDInputError(f"layer={layer!r}; choose one of {TRAINED_LAYERS}")
         cached = _read_null_prompt_cache(*_null_prompt_cache(pretrained, null_prompt_cache)) is not None
         root = resolve_sd2(pretrained, need_text_encoder=not cached)
         vae_config = AutoencoderKL.load_config(root, subfolder="vae")

@@ -21,7 +21,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-LAYERS = ("foreground", "background")
+from layeringdiff.networks import TRAINED_LAYERS
+
 # F := C where alpha >= 1 - COPY_THRESHOLD, B := C where alpha <= COPY_THRESHOLD. Half an 8-bit step:
 # for 8-bit mattes exactly alpha == 255 / alpha == 0; float mattes within 0.002 of 1 / 0 count too.
 COPY_THRESHOLD = 0.5 / 255
@@ -30,7 +31,7 @@ COPY_THRESHOLD = 0.5 / 255
 def normalize_layer(layer: str) -> str:
     """``"fan"``/``"foreground"`` -> ``"foreground"``, ``"ban"``/``"background"`` -> ``"background"``."""
     name = {"fan": "foreground", "ban": "background"}.get(str(layer).lower(), str(layer).lower())
-    if name not in LAYERS:
+    if name not in TRAINED_LAYERS:
         raise ValueError(f"layer must be foreground|background (or fan|ban), got {layer!r}")
     return name
 

@@ -6,6 +6,6 @@ and image quality of the foreground, background and composite) go into a SQLite 
 ``evaluate.py eval=table3 study.db=PATH`` turns into Table 3. See docs/study.md.
 """
 
-LAYERS = ("foreground", "background", "composite")
+RATED_IMAGES = ("foreground", "background", "composite")
 CRITERIA = ("text_alignment", "image_quality")
 SCORES = (1, 2, 3, 4, 5)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layeringdiff.study import CRITERIA, LAYERS
+from layeringdiff.study import CRITERIA, RATED_IMAGES
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def summarize(
     if unknown:
         raise ValueError(f"no ratings for method(s) {', '.join(unknown)}; rated methods: {', '.join(rated)}")
     out = []
-    for layer in LAYERS:
+    for layer in RATED_IMAGES:
         for crit in CRITERIA:
             for m in methods:
                 by_part = cells.get((layer, crit, m), {})
@@ -133,7 +133,7 @@ def table3_rows(cells: Sequence[Mapping], methods: Sequence[str]) -> list[dict]:
     """Table 3 layout: one row per (layer, criterion); per method the mean, interval and counts."""
     by_key = {(c["layer"], c["criterion"], c["method"]): c for c in cells}
     rows = []
-    for layer in LAYERS:
+    for layer in RATED_IMAGES:
         for crit in CRITERIA:
             row: dict = {"layer": LAYER_ROWS[layer], "criterion": CRITERION_ROWS[crit]}
             for m in methods:

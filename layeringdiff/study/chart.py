@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from layeringdiff.files import atomic_write_bytes
-from layeringdiff.study import CRITERIA, LAYERS
+from layeringdiff.study import CRITERIA, RATED_IMAGES
 from layeringdiff.study.aggregate import CRITERION_ROWS, LAYER_ROWS
 
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
@@ -42,7 +42,7 @@ def bar_chart(
     draw.line([(left, top), (left, top + plot_h)], fill="black")
 
     by_key = {(c["layer"], c["criterion"], c["method"]): c for c in cells}
-    groups = [(layer, crit) for layer in LAYERS for crit in CRITERIA]
+    groups = [(layer, crit) for layer in RATED_IMAGES for crit in CRITERIA]
     group_w = plot_w / len(groups)
     bar_w = group_w * 0.8 / max(len(methods), 1)
     for g, (layer, crit) in enumerate(groups):

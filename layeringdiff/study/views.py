@@ -27,7 +27,7 @@ from flask import (
     url_for,
 )
 
-from layeringdiff.study import CRITERIA, LAYERS, SCORES
+from layeringdiff.study import CRITERIA, RATED_IMAGES, SCORES
 from layeringdiff.study.app import RatingError, Study
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ CRITERION_TITLES = {
     "image_quality": ("Image quality", "How good does this layer look (realism, detail, clean edges)?"),
 }
 SCORE_LABELS = {1: "1 poor", 2: "2", 3: "3", 4: "4", 5: "5 excellent"}
-QUESTIONS = len(LAYERS) * len(CRITERIA)
+QUESTIONS = len(RATED_IMAGES) * len(CRITERIA)
 
 
 def study() -> Study:
@@ -125,7 +125,7 @@ def _render_item(s: Study, token: str, pos: int, notice: str = "", form_answers:
         total=len(order),
         item_id=item.item_id,
         prompt=example.prompt,
-        layers=[(name, LAYER_TITLES[name], layer_text[name]) for name in LAYERS],
+        layers=[(name, LAYER_TITLES[name], layer_text[name]) for name in RATED_IMAGES],
         criteria=[(name, *CRITERION_TITLES[name]) for name in CRITERIA],
         scores=[(v, SCORE_LABELS[v]) for v in SCORES],
         chosen=chosen,
@@ -152,7 +152,7 @@ def submit(token: str, pos: int):
         raise RatingError(f"item '{item_id}' is not the item at position {pos}; reload the page")
     given = {
         (layer, crit): request.form[f"{layer}__{crit}"]
-        for layer in LAYERS
+        for layer in RATED_IMAGES
         for crit in CRITERIA
         if request.form.get(f"{layer}__{crit}")
     }
@@ -197,7 +197,7 @@ def rate():
 @bp.get("/img/<item_id>/<layer>.png")
 def image(item_id: str, layer: str):
     s = study()
-    if item_id not in s.catalog.items or layer not in LAYERS:
+    if item_id not in s.catalog.items or layer not in RATED_IMAGES:
         abort(404)
     try:
         data = s.image(item_id, layer)
