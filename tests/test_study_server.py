@@ -245,7 +245,9 @@ def test_prompt_file_in_the_eval_format_wins_over_meta(settings, demo, tmp_path)
     lines = [{"id": "00001", "prompt": "A kite over a lake", "fg_prompt": "A kite", "bg_prompt": "a lake"}]
     prompt_file = tmp_path / "prompts.jsonl"
     prompt_file.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    study = create_app({**settings, "prompts": str(prompt_file)}).extensions["study"]
+    # require_every_prompt=False: the prompt file only supplies texts (True: the study is its prompts)
+    app = create_app({**settings, "prompts": str(prompt_file), "require_every_prompt": False})
+    study = app.extensions["study"]
     ex = study.catalog.examples["00001"]
     assert (ex.prompt, ex.foreground_prompt, ex.background_prompt) == (
         "A kite over a lake",
@@ -274,6 +276,8 @@ def test_cli_composes_the_study_config(demo, tmp_path, capsys):
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     argv = ["links", "--config-dir", str(configs), f"db={tmp_path / 'cli.db'}", "participants=2"]
+    # the default prompts are the 15 study prompts (tests/test_study_defaults.py)
+    argv += [f"prompts={demo['prompts']}"]
     argv += [f"methods.{m}={d}" for m, d in demo["methods"].items()] + ["admin_token=xyz"]
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()

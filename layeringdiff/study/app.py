@@ -33,7 +33,8 @@ class StudySettings:
     methods: dict[str, str]
     db: str
     prompts: str | None = None
-    participants: int | list[str] = 10
+    require_every_prompt: bool = True
+    participants: int | list[str] = 24
     admin_token: str | None = None
     secret: str | None = None
     seed: int = 0
@@ -79,7 +80,9 @@ class Study:
         self.settings = settings
         self.store = RatingStore(settings.db)
         self.blinder = Blinder(self.store.secret(settings.secret))
-        self.catalog = build_catalog(settings.methods, self.blinder, settings.prompts)
+        self.catalog = build_catalog(
+            settings.methods, self.blinder, settings.prompts, bool(settings.require_every_prompt)
+        )
         self.participants = {self.blinder.participant_token(lb): lb for lb in settings.participant_labels()}
         self.store.register(self.catalog.method_ids, self.participants)
         self.admin_token = settings.admin_token or self.store.setdefault(

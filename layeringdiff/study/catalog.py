@@ -180,16 +180,56 @@ def _str_list(value: object) -> bool:
     return isinstance(value, list) and bool(value) and isinstance(value[0], str)
 
 
-def _lookup(prompts: Mapping[str, dict], key: str) -> dict | None:
-    """Find an example's prompt record: by its key, its folder name, or its number."""
+def _prompt_key(prompts: Mapping[str, dict], key: str) -> str | None:
+    """The prompt-file key an example folder matches: its relative path, its folder name, or its number."""
     name = key.rsplit("/", 1)[-1]
     for k in (key, name):
         if k in prompts:
-            return prompts[k]
+            return k
     digits = "".join(ch for ch in name if ch.isdigit())
     if digits and str(int(digits)) in prompts:
-        return prompts[str(int(digits))]
+        return str(int(digits))
     return None
+
+
+def _lookup(prompts: Mapping[str, dict], key: str) -> dict | None:
+    """Find an example's prompt record: by its key, its folder name, or its number."""
+    k = _prompt_key(prompts, key)
+    return None if k is None else prompts[k]
+
+
+def outputs_for_prompts(
+    root: str | Path, scan: Mapping[str, Path], prompts: Mapping[str, dict]
+) -> dict[str, Path]:
+    """Prompt id -> output folder of one method, for every prompt of the prompt file.
+
+    Args:
+        root: the method folder (for messages).
+        scan: its outputs, as ``scan_method`` returns them.
+        prompts: the prompt file, as ``load_prompt_file`` returns it.
+
+    Raises:
+        StudySetupError: the folder lacks the output of a prompt, or holds two for one prompt.
+    """
+    found: dict[str, list[str]] = {}
+    for key in scan:
+        pid = _prompt_key(prompts, key)
+        if pid is not None:
+            found.setdefault(pid, []).append(key)
+    missing = [pid for pid in prompts if pid not in found]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise StudySetupError(f"method folder {root} has no output for prompt id {missing[0]}{more}")
+    for pid, keys in found.items():
+        if len(keys) > 1:
+            raise StudySetupError(
+                f"method folder {root} has {len(keys)} outputs for prompt id {pid}: {', '.join(keys)}"
+            )
+    if len(scan) > len(prompts):
+        log.info(
+            "%s: %d output folder(s) not in the prompt file are not shown", root, len(scan) - len(prompts)
+        )
+    return {pid: scan[found[pid][0]] for pid in prompts}
 
 
 def _read_meta(folder: Path) -> dict:
@@ -225,7 +265,10 @@ def _example(key: str, folders: list[Path], prompts: Mapping[str, dict]) -> Exam
 
 
 def build_catalog(
-    methods: Mapping[str, str | Path], blinder: Blinder, prompt_file: str | Path | None = None
+    methods: Mapping[str, str | Path],
+    blinder: Blinder,
+    prompt_file: str | Path | None = None,
+    require_every_prompt: bool = False,
 ) -> Catalog:
     """Scan every method folder and keep the examples all methods have.
 
@@ -233,13 +276,22 @@ def build_catalog(
         methods: method name -> output root. Names are only ever stored server-side.
         blinder: makes the opaque ids.
         prompt_file: optional prompt file (see ``load_prompt_file``); otherwise meta.json.
+        require_every_prompt: with a prompt file, the examples are exactly its prompts (keyed by
+            their ids) and every method folder must hold the output of each one.
 
     Raises:
-        StudySetupError: no method, a missing folder, no example common to all methods, a missing prompt.
+        StudySetupError: no method, a missing folder, no example common to all methods, a missing
+            prompt, an empty prompt file, or (``require_every_prompt``) a prompt a folder lacks.
     """
     if not methods:
         raise StudySetupError("no method folders given: set methods.NAME=DIR for each method to rate")
-    scans = {str(name): scan_method(folder) for name, folder in methods.items()}
+    roots = {str(name): folder for name, folder in methods.items()}
+    scans = {name: scan_method(folder) for name, folder in roots.items()}
+    prompts = load_prompt_file(prompt_file) if prompt_file else {}
+    if prompt_file and not prompts:
+        raise StudySetupError(f"prompt file {prompt_file} holds no prompt")
+    if require_every_prompt and prompts:
+        scans = {name: outputs_for_prompts(roots[name], scan, prompts) for name, scan in scans.items()}
     common = sorted(set.intersection(*(set(s) for s in scans.values())))
     for name, scan in scans.items():
         if len(scan) > len(common):
@@ -250,7 +302,6 @@ def build_catalog(
             )
     if not common:
         raise StudySetupError(f"the method folders share no example: {', '.join(map(str, methods.values()))}")
-    prompts = load_prompt_file(prompt_file) if prompt_file else {}
     examples = {k: _example(k, [scans[m][k] for m in scans], prompts) for k in common}
     method_ids = {m: blinder.method_id(m) for m in scans}
     items = {}
