@@ -4,7 +4,8 @@
 import pytest
 import torch
 
-from layeringdiff.networks.fbdd import FBDD, SD2_INPAINTING_UNET_CONFIG, SD2_SCHEDULER_CONFIG, SD2_VAE_CONFIG
+from layeringdiff.networks.fbdd import FBDD
+from layeringdiff.networks.sd2 import SD2_INPAINTING_UNET_CONFIG, SD2_SCHEDULER_CONFIG, SD2_VAE_CONFIG
 from layeringdiff.training.fbdd_module import FBDDModule
 
 

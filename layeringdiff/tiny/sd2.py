@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from layeringdiff.networks.fbdd import SD2_SCHEDULER_CONFIG
+from layeringdiff.networks.sd2 import SD2_SCHEDULER_CONFIG
 from layeringdiff.tiny import clip_tokenizer
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
