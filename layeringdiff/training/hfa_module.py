@@ -39,6 +39,9 @@ class HFAModule(pl.LightningModule):
         layer: "foreground"/"fan" or "background"/"ban".
         optimizer: partial optimizer, called with the parameters.
         lr_scheduler: optional partial LR scheduler (stepped every step).
+        ema_decay: keep an EMA of the net with this decay, updated every optimizer step and used for
+            validation and export (``None``: off). Not in the paper; checkpoints hold it, so a resumed
+            run continues it exactly.
         haar_weight: lambda of the BAN loss (0.2 in the paper); unused for FAN.
         haar_levels: Haar scales of L_H (3 in the paper).
         input_mode: "sidecar" (FBDD outputs cached beside the data) or "degrade" (synthesised).
@@ -62,12 +65,18 @@ class HFAModule(pl.LightningModule):
         copy_threshold: float = COPY_THRESHOLD,
         lpips: str = "auto",
         num_grid_images: int = 4,
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
         # Partial optimizer / scheduler objects stay out of the checkpoint (it must load weights-only).
         self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"], logger=False)
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.net = net
+        self.ema = None
+        if ema_decay:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay)).requires_grad_(False)
         self.layer = normalize_layer(layer)
         if normalize_layer(net.config.layer) != self.layer:
             raise ValueError(f"HFAModule(layer={layer!r}) got a net configured for {net.config.layer!r}")
@@ -102,9 +111,15 @@ class HFAModule(pl.LightningModule):
         gen = torch.Generator().manual_seed(seed)
         return degrade_like_fbdd(batch[self.layer], batch["alpha"], self.layer, gen)
 
-    def forward(self, composite: torch.Tensor, alpha: torch.Tensor, fbdd_layer: torch.Tensor) -> torch.Tensor:
-        """Refined layer with the copy-through (not clamped, differentiable)."""
-        out = self.net(composite, alpha, fbdd_layer)
+    def forward(
+        self,
+        composite: torch.Tensor,
+        alpha: torch.Tensor,
+        fbdd_layer: torch.Tensor,
+        net: HFANet | None = None,
+    ) -> torch.Tensor:
+        """Refined layer with the copy-through (not clamped, differentiable); ``net`` defaults to the trained one."""
+        out = (net or self.net)(composite, alpha, fbdd_layer)
         return copy_through(out, composite, alpha, self.layer, self.hparams.copy_threshold)
 
     def losses(
@@ -124,6 +139,17 @@ class HFAModule(pl.LightningModule):
         bs = fbdd.shape[0]
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=bs)
         return losses["loss"]
+
+    def inference_net(self) -> HFANet:
+        """The net used for validation and export: the EMA weights when EMA is on."""
+        return self.net if self.ema is None else self.ema.module
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        # EMA after each optimizer step, before the batch-end callbacks (ModelCheckpoint): a checkpoint
+        # of step k holds the EMA of step k.
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
 
     def configure_optimizers(self):
         if self.optimizer is None:
@@ -157,7 +183,7 @@ class HFAModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         comp, alpha, gt = batch["composite"], batch["alpha"], batch[self.layer]
         fbdd = self.fbdd_layer(batch, "val")
-        refined = self(comp, alpha, fbdd)
+        refined = self(comp, alpha, fbdd, self.inference_net())
         losses = self.losses(refined, gt, fbdd)
         bs = comp.shape[0]
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=bs)
@@ -221,7 +247,7 @@ class HFAModule(pl.LightningModule):
     # -- export ------------------------------------------------------------------------------------
     def export(self, path: str | os.PathLike) -> Path:
         """Write the network as a folder (config.json + safetensors) that ``HFANet.from_pretrained`` restores."""
-        self.net.save_pretrained(path)
+        self.inference_net().save_pretrained(path)
         log.info("HFA %s network exported to %s", self.layer, path)
         return Path(path)
 
