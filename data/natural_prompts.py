@@ -149,7 +149,7 @@ def make_natural_prompts(num: int = 572, seed: int = 0) -> list[dict]:
     used_pairs: set = set()
     out = []
     for i in range(num):
-        rec = {"id": f"p{i:04d}"}
+        rec = {"id": f"n{i:04d}"}  # n: never the id of a templated prompt (p0000...)
         rec.update(
             _compose(CATEGORIES[i % len(CATEGORIES)], pickers, used_pairs, rng.random() < STYLED_FRACTION)
         )

@@ -59,7 +59,9 @@ def test_templated_prompt_triplets():
 
 def test_natural_prompts_schema_indices_and_balance():
     records = _read("prompts572.jsonl")
-    assert len(records) == 572 and [r["id"] for r in records] == [f"p{i:04d}" for i in range(572)]
+    assert len(records) == 572 and [r["id"] for r in records] == [f"n{i:04d}" for i in range(572)]
+    # an output folder of the templated set is never looked up as a natural prompt, or back
+    assert not {r["id"] for r in records} & {r["id"] for r in _read("prompts572_templated.jsonl")}
     for r in records:
         assert list(r) == FIELDS, r["id"]
         assert r["category"] in CATEGORIES and isinstance(r["seed"], int) and 0 <= r["seed"] < 2**31

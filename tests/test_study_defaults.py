@@ -39,7 +39,7 @@ def four_methods(tmp_path):
     dirs = {}
     for k, m in enumerate(METHODS):
         dirs[m] = tmp_path / "outputs" / m / "samples"
-        write_outputs(dirs[m], ids + ["p0001"], 40 * k)  # p0001: an extra output, not in the study
+        write_outputs(dirs[m], ids + ["n0001"], 40 * k)  # n0001: an extra output, not in the study
     return dirs
 
 
@@ -71,7 +71,7 @@ def test_config_defaults_are_the_papers_study():
 def test_default_study_is_15_prompts_x_4_methods_for_24_participants(four_methods, tmp_path):
     app = create_app(compose_config(overrides(four_methods, tmp_path), CONFIGS))
     study = app.extensions["study"]
-    assert sorted(study.catalog.examples) == sorted(r["id"] for r in STUDY15)  # p0001 is left out
+    assert sorted(study.catalog.examples) == sorted(r["id"] for r in STUDY15)  # n0001 is left out
     assert len(study.catalog.method_ids) == 4 and len(study.catalog.items) == 60
     assert len(study.participants) == 24
     for token in study.participants:
@@ -89,29 +89,29 @@ def test_default_study_is_15_prompts_x_4_methods_for_24_participants(four_method
 
 
 def test_a_method_folder_missing_a_prompt_stops_the_server(four_methods, tmp_path, capsys):
-    shutil.rmtree(four_methods["baseline_b"] / "p0038")
+    shutil.rmtree(four_methods["baseline_b"] / "n0038")
     cfg = compose_config(overrides(four_methods, tmp_path), CONFIGS)
     with pytest.raises(StudySetupError) as err:
         create_app(cfg)
-    assert str(err.value) == f"method folder {four_methods['baseline_b']} has no output for prompt id p0038"
-    shutil.rmtree(four_methods["baseline_b"] / "p0532")
+    assert str(err.value) == f"method folder {four_methods['baseline_b']} has no output for prompt id n0038"
+    shutil.rmtree(four_methods["baseline_b"] / "n0532")
     argv = ["links", "--config-dir", str(CONFIGS), *overrides(four_methods, tmp_path)]
     assert main(argv) == 2
     err_lines = capsys.readouterr().err.strip().splitlines()
     assert len(err_lines) == 1, err_lines
-    assert str(four_methods["baseline_b"]) in err_lines[0] and "prompt id p0038 (and 1 more)" in err_lines[0]
-    # require_every_prompt=false: the outputs every method has, as before (p0001 has no prompt text)
+    assert str(four_methods["baseline_b"]) in err_lines[0] and "prompt id n0038 (and 1 more)" in err_lines[0]
+    # require_every_prompt=false: the outputs every method has, as before (n0001 has no prompt text)
     cfg = compose_config(overrides(four_methods, tmp_path, "require_every_prompt=false"), CONFIGS)
-    with pytest.raises(StudySetupError, match="no prompt for example 'p0001'"):
+    with pytest.raises(StudySetupError, match="no prompt for example 'n0001'"):
         create_app(cfg)
     for folder in four_methods.values():
-        shutil.rmtree(folder / "p0001")
+        shutil.rmtree(folder / "n0001")
     assert len(create_app(cfg).extensions["study"].catalog.examples) == 13
 
 
 def test_two_outputs_for_one_prompt_are_refused(four_methods, tmp_path):
-    write_outputs(four_methods["baseline_c"] / "again", ["p0000"], 9)
-    with pytest.raises(StudySetupError, match=r"has 2 outputs for prompt id p0000: again/p0000, p0000"):
+    write_outputs(four_methods["baseline_c"] / "again", ["n0000"], 9)
+    with pytest.raises(StudySetupError, match=r"has 2 outputs for prompt id n0000: again/n0000, n0000"):
         create_app(compose_config(overrides(four_methods, tmp_path), CONFIGS))
 
 
