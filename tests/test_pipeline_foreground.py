@@ -8,14 +8,13 @@ from layeringdiff.compositing import trimap_from_alpha
 from layeringdiff.pipeline.errors import InputError, NoForegroundError
 from layeringdiff.pipeline.foreground import (
     TRANSPARENCY_QUERY,
-    Detections,
     ForegroundDetermination,
     ForegroundSpec,
     apply_transparency_boxes,
     closed_form_matting,
-    detection_text,
     grabcut_mask,
 )
+from layeringdiff.pipeline.hf_models import Detections, detection_text
 
 
 @pytest.fixture(scope="module")

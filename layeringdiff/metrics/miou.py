@@ -49,8 +49,8 @@ class GroundedSam:
     """Grounding DINO box -> SAM mask, from the inference pipeline's own detector and segmenter.
 
     Args:
-        detector: ``layeringdiff.pipeline.foreground.GroundingDetector``.
-        sam: ``layeringdiff.pipeline.foreground.SamSegmenter``.
+        detector: ``layeringdiff.pipeline.hf_models.GroundingDetector``.
+        sam: ``layeringdiff.pipeline.hf_models.SamSegmenter``.
         box_threshold, text_threshold: Grounding DINO thresholds (0.25 / 0.25, as for the foreground).
     """
 
@@ -68,7 +68,7 @@ class GroundedSam:
         text_threshold: float = 0.25,
     ) -> GroundedSam:
         """Load both models from local folders / cached HF ids (``layeringdiff.weights``)."""
-        from layeringdiff.pipeline.foreground import GroundingDetector, SamSegmenter
+        from layeringdiff.pipeline.hf_models import GroundingDetector, SamSegmenter
 
         return cls(
             GroundingDetector.from_pretrained(grounding_dino, device=device),
