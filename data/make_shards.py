@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from layeringdiff.data.folders import FolderComposites
-from layeringdiff.data.shards import write_shards
+from layeringdiff.data.shard_writer import write_shards
 from layeringdiff.data.synthetic import SyntheticLayers
 from layeringdiff.errors import UserError, one_line
 

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from layeringdiff.data.datamodule import MissingSidecarError
-from layeringdiff.data.shards import write_shards
+from layeringdiff.data.shard_writer import write_shards
 from layeringdiff.data.sidecar import image_to_uint8, save_sidecar
 from layeringdiff.data.synthetic import SyntheticLayers
 from layeringdiff.data.synthetic_folders import write_bg20k_folder, write_magick_folder

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from layeringdiff.data.shards import ShardDataset, write_shard, write_shards
+from layeringdiff.data.shard_writer import write_shard, write_shards
+from layeringdiff.data.shards import ShardDataset
 from layeringdiff.data.sources import BadSampleError, DataSourceError
 from layeringdiff.data.synthetic import SyntheticLayers
 

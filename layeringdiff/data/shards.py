@@ -1,4 +1,5 @@
-"""WebDataset shards of ready samples: writer (atomic, resumable, with a manifest) and reader.
+"""WebDataset shards of ready samples: format, encoding and the reader (the writer is in
+:mod:`layeringdiff.data.shard_writer`).
 
 Layout: ``{root}/{split}/{split}-{i:06d}.tar`` plus, per shard, ``{split}-{i:06d}.json`` (written
 after the tar is in place: its presence marks the shard finished) and ``{root}/{split}/manifest.json``.
@@ -27,10 +28,9 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from layeringdiff.data.recipe import make_sample, trimap_to_uint8
-from layeringdiff.data.sources import BadSampleError, DataSourceError
+from layeringdiff.data.sources import DataSourceError
 from layeringdiff.data.splits import stable_seed
 from layeringdiff.errors import ConfigError
-from layeringdiff.files import atomic_file, atomic_write_bytes, settings_diff
 from layeringdiff.images import ImageReadError, tensor_to_uint8
 
 log = logging.getLogger(__name__)
@@ -112,115 +112,6 @@ def decode_sample(record: dict) -> dict:
         meta.get("fg_caption", ""),
         trimap=image("trimap"),
     )
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-def shard_name(split: str, index: int) -> str:
-    return f"{split}-{index:06d}"
-
-
-def write_shard(path: Path, records: list[dict]) -> None:
-    """Write a tar of records to ``path`` atomically (temp file in the same folder, then rename)."""
-    import webdataset as wds
-
-    with atomic_file(path) as tmp, open(tmp, "wb") as f:
-        writer = wds.TarWriter(f, encoder=False)
-        for rec in records:
-            writer.write(rec)
-        writer.close()
-
-
-def write_shards(
-    dataset,
-    out_dir: str | os.PathLike,
-    split: str,
-    samples_per_shard: int = 1000,
-    image_format: str = "png",
-    num_samples: int | None = None,
-    description: dict | None = None,
-) -> dict:
-    """Write ``dataset`` (anything with ``load(i)`` and ``len``) as shards; return the manifest.
-
-    Shards already finished (tar + per-shard JSON present) are skipped, so an interrupted run
-    resumes where it stopped. Samples whose ``load`` raises :class:`BadSampleError` are skipped
-    and recorded with their reason.
-
-    Args:
-        dataset: a source data set (``SyntheticLayers``, ``FolderComposites``).
-        out_dir: shard root; shards go to ``out_dir/split``.
-        split: split name, used in file names.
-        samples_per_shard: source indices per shard (a shard holds fewer when samples are bad).
-        image_format: "png" (default) or "npy" for foreground / background.
-        num_samples: how many source indices to write (default: all).
-        description: extra information stored in the manifest (e.g. the command line).
-    """
-    out = Path(out_dir) / split
-    out.mkdir(parents=True, exist_ok=True)
-    total = len(dataset) if num_samples is None else min(int(num_samples), len(dataset))
-    n_shards = (total + samples_per_shard - 1) // samples_per_shard
-    # What a finished shard must have been written with for a re-run to keep it.
-    settings = {
-        "source": type(dataset).__name__,
-        "size": int(getattr(dataset, "size", 0)),
-        "seed": getattr(dataset, "seed", None),
-        "image_format": image_format,
-        "samples_per_shard": int(samples_per_shard),
-    }
-    shards = []
-    for s in range(n_shards):
-        name = shard_name(split, s)
-        tar, record_path = out / f"{name}.tar", out / f"{name}.json"
-        start, stop = s * samples_per_shard, min(total, (s + 1) * samples_per_shard)
-        if tar.is_file() and record_path.is_file():
-            old = json.loads(record_path.read_text())
-            if diff := settings_diff(old.get("settings", settings), settings):
-                raise DataSourceError(
-                    f"{record_path}: shard written with other settings {diff}; use another output folder"
-                )
-            if old.get("range", [start, stop]) == [start, stop]:
-                shards.append(old)
-                log.info("shard %s already written, skipped", name)
-                continue
-            log.info("shard %s covers %s, now [%d, %d): rewritten", name, old["range"], start, stop)
-        records, sources, skipped = [], {}, []
-        for i in range(start, stop):
-            try:
-                sample = dataset.load(i)
-            except BadSampleError as e:
-                skipped.append({"index": i, "reason": str(e)})
-                log.warning("skipped sample %d: %s", i, e)
-                continue
-            records.append(encode_sample(sample, i, image_format))
-            sources[sample["key"]] = sample.get("source", "")
-        write_shard(tar, records)
-        record = {
-            "name": f"{name}.tar",
-            "count": len(records),
-            "range": [start, stop],
-            "settings": settings,
-            "samples": sources,
-            "skipped": skipped,
-        }
-        atomic_write_bytes(record_path, json.dumps(record).encode("utf-8"))
-        shards.append(record)
-        log.info("wrote %s (%d samples, %d skipped)", tar, len(records), len(skipped))
-    manifest = {
-        "format": FORMAT,
-        "split": split,
-        "size": int(getattr(dataset, "size", 0)),
-        "image_format": image_format,
-        "num_samples": sum(r["count"] for r in shards),
-        "num_skipped": sum(len(r["skipped"]) for r in shards),
-        "num_shards": len(shards),
-        "shards": [{"name": r["name"], "count": r["count"]} for r in shards],
-        "samples": {k: v for r in shards for k, v in r["samples"].items()},
-        "skipped": [x for r in shards for x in r["skipped"]],
-        "description": description or {},
-    }
-    atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=1).encode("utf-8"))
-    return manifest
 
 
 # ----------------------------------------------------------------------------- reading
