@@ -30,7 +30,8 @@ from PIL import Image
 
 from layeringdiff.compositing import trimap_from_alpha
 from layeringdiff.data.folders import FolderComposites
-from layeringdiff.data.shards import ShardDataset, write_shards
+from layeringdiff.data.shard_writer import write_shards
+from layeringdiff.data.shards import ShardDataset
 from layeringdiff.data.synthetic import SyntheticLayers
 from layeringdiff.data.synthetic_folders import write_bg20k_folder, write_magick_folder
 
