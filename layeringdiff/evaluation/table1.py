@@ -104,6 +104,58 @@ def _save_npz(path: Path, **arrays) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _score_method(name, samples, scorers, records: ResultLog, feat_dir: Path, matte, prompts) -> None:
+    """Per-sample Inception features (saved), CLIP scores and FG/BG-MIoU of one method's folders."""
+    inception, clip, segment = scorers
+    bad = 0
+    for s in samples:
+        if records.done(name, s.key):
+            continue
+        try:
+            images, alpha, texts = _layer_images(s, matte), s.alpha(), sample_prompts(s, prompts)
+        except (ImageReadError, OSError, ValueError) as e:
+            log.warning("table1: skipping %s (%s)", s.path, e)
+            bad += 1
+            continue
+        values = {}
+        if inception is not None:
+            feats = {k: image_features([images[k]], inception)[0] for k in SCORED_IMAGES}
+            _save_npz(feat_dir / f"{s.key}.npz", **feats)
+        if clip is not None:
+            for k in SCORED_IMAGES:
+                values[f"{k}_clip"] = float(clip.score([images[k]], [texts[k]])[0]) if texts[k] else None
+        if segment is not None and texts["fg"]:
+            values["fg_miou"] = layer_iou(segment, images["fg"], texts["fg"], alpha)
+            values["bg_miou"] = layer_iou(segment, images["bg"], texts["fg"], alpha)
+        records.append(name, s.key, **values)
+    if bad:
+        log.warning("table1: %s: %d unreadable sample folder(s) skipped", name, bad)
+
+
+def _method_row(name: str, recs: list[dict], ref_feats: dict, feat_dir: Path, cfg: DictConfig) -> dict:
+    """One table row: FID/KID against the reference features, mean CLIP and MIoU of the records."""
+    ev = cfg.eval
+    row: dict = {"method": name, "count": len(recs)}
+    for k in SCORED_IMAGES:
+        if k in ref_feats:
+            feats = np.stack([np.load(feat_dir / f"{r['key']}.npz")[k] for r in recs])
+            row[f"{k}_fid"] = frechet_distance(feats, ref_feats[k])
+            row[f"{k}_kid"] = kernel_inception_distance(
+                feats,
+                ref_feats[k],
+                seed=int(cfg.seed),
+                num_subsets=int(ev.kid_subsets),
+                max_subset_size=int(ev.kid_subset_size),
+            )
+        for metric, scale in (("clip", 1.0), ("miou", 100.0)):
+            vals = [r[f"{k}_{metric}"] for r in recs if r.get(f"{k}_{metric}") is not None]
+            if vals:
+                row[f"{k}_{metric}"] = scale * float(np.mean(vals))
+    # FG-MIoU ran on these samples but their alpha had no pixel above 0.5: left out, counted
+    row["miou_empty_alpha"] = sum(1 for r in recs if "fg_miou" in r and r["fg_miou"] is None)
+    return row
+
+
 def run(cfg: DictConfig) -> dict:
     """Score every folder in ``cfg.eval.methods``; write ``table1.*`` into the run folder."""
     from hydra.utils import instantiate
@@ -124,30 +176,10 @@ def run(cfg: DictConfig) -> dict:
     prompts = load_prompts(ev.get("prompts"))
     records = ResultLog(out / "table1_samples.jsonl")
     feat_dir = out / "table1_features"
+    scorers = (inception, clip, segment)
     for name, samples in listing.items():
-        bad = 0
-        for s in tqdm(samples, desc=f"table1 {name}", disable=not ev.get("progress", True)):
-            if records.done(name, s.key):
-                continue
-            try:
-                images, alpha, texts = _layer_images(s, matte), s.alpha(), sample_prompts(s, prompts)
-            except (ImageReadError, OSError, ValueError) as e:
-                log.warning("table1: skipping %s (%s)", s.path, e)
-                bad += 1
-                continue
-            values = {}
-            if inception is not None:
-                feats = {k: image_features([images[k]], inception)[0] for k in SCORED_IMAGES}
-                _save_npz(feat_dir / name / f"{s.key}.npz", **feats)
-            if clip is not None:
-                for k in SCORED_IMAGES:
-                    values[f"{k}_clip"] = float(clip.score([images[k]], [texts[k]])[0]) if texts[k] else None
-            if segment is not None and texts["fg"]:
-                values["fg_miou"] = layer_iou(segment, images["fg"], texts["fg"], alpha)
-                values["bg_miou"] = layer_iou(segment, images["bg"], texts["fg"], alpha)
-            records.append(name, s.key, **values)
-        if bad:
-            log.warning("table1: %s: %d unreadable sample folder(s) skipped", name, bad)
+        progress = tqdm(samples, desc=f"table1 {name}", disable=not ev.get("progress", True))
+        _score_method(name, progress, scorers, records, feat_dir / name, matte, prompts)
 
     ref_feats = {}
     for k, folder in refs.items():
@@ -159,25 +191,7 @@ def run(cfg: DictConfig) -> dict:
     for name in methods:
         listed = {s.key for s in listing[name]}  # records of folders no longer listed stay out
         recs = [r for r in records.of(name) if r["key"] in listed]
-        row: dict = {"method": name, "count": len(recs)}
-        for k in SCORED_IMAGES:
-            if k in ref_feats:
-                feats = np.stack([np.load(feat_dir / name / f"{r['key']}.npz")[k] for r in recs])
-                row[f"{k}_fid"] = frechet_distance(feats, ref_feats[k])
-                row[f"{k}_kid"] = kernel_inception_distance(
-                    feats,
-                    ref_feats[k],
-                    seed=int(cfg.seed),
-                    num_subsets=int(ev.kid_subsets),
-                    max_subset_size=int(ev.kid_subset_size),
-                )
-            for metric, scale in (("clip", 1.0), ("miou", 100.0)):
-                vals = [r[f"{k}_{metric}"] for r in recs if r.get(f"{k}_{metric}") is not None]
-                if vals:
-                    row[f"{k}_{metric}"] = scale * float(np.mean(vals))
-        # FG-MIoU ran on these samples but their alpha had no pixel above 0.5: left out, counted
-        row["miou_empty_alpha"] = sum(1 for r in recs if "fg_miou" in r and r["fg_miou"] is None)
-        rows.append(row)
+        rows.append(_method_row(name, recs, ref_feats, feat_dir / name, cfg))
     notes = (
         "FID/KID x1e3 (clean-fid, clean resize) vs "
         + ", ".join(f"{k}: {Path(v).name}" for k, v in refs.items() if v)
