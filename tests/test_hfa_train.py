@@ -194,9 +194,11 @@ def test_cache_fbdd_mode_runs_exported_fbdd_models_and_resumes(tmp_path):
 
     repo = sd2.build(tmp_path / "sd2")
     for layer in ("foreground", "background"):
-        FBDD.from_sd2_inpainting(repo, layer, null_prompt_cache=tmp_path / "null").save_pretrained(
-            tmp_path / layer
-        )
+        model = FBDD.from_sd2_inpainting(repo, layer, null_prompt_cache=tmp_path / "null")
+        if layer == "background":  # two different models, so a foreground/background mix-up shows
+            with torch.no_grad():
+                model.unet.conv_out.bias.add_(0.5)
+        model.save_pretrained(tmp_path / layer)
     cache = load_cache_script()
     out = tmp_path / "fbdd_outputs"
     args = [
@@ -211,6 +213,21 @@ def test_cache_fbdd_mode_runs_exported_fbdd_models_and_resumes(tmp_path):
     side = load_sidecar(out, key)
     assert side["fbdd_foreground"].shape == (3, 32, 32) and side["fbdd_background"].shape == (3, 32, 32)
     assert cache.main(args)["train"] == {"written": 0, "skipped": 2, "failed": 0}
+    # every sidecar equals FBDD.decompose run directly on that sample, with the layer's own model,
+    # the same steps and the documented seed (one generator per batch, from the seed, layer and keys)
+    from layeringdiff.data.sidecar import image_to_uint8
+    from layeringdiff.data.splits import stable_seed
+
+    data = cache.build_datamodule(args[args.index("data=synthetic") :]).build("train")
+    batch = next(iter(torch.utils.data.DataLoader(data, batch_size=4)))  # the script's default batch
+    keys = list(batch["key"])
+    for layer in ("foreground", "background"):
+        gen = torch.Generator().manual_seed(stable_seed(0, "fbdd", layer, *keys))
+        model = FBDD.from_pretrained(tmp_path / layer)
+        direct = model.decompose(batch["composite"], batch["alpha"], 2, generator=gen, scheduler="ddim")
+        for i, key in enumerate(keys):
+            cached = load_sidecar(out, key)[f"fbdd_{layer}"]
+            assert torch.equal(image_to_uint8(direct[i]), image_to_uint8(cached)), (layer, key)
 
 
 def test_cache_with_missing_fbdd_model_fails_before_recording_settings(tmp_path):

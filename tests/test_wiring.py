@@ -190,3 +190,20 @@ def test_hfa_training_and_refine_feed_composite_alpha_and_fbdd_layer(layer):
     with torch.no_grad():
         raw = net(batch["composite"], batch["alpha"], fbdd_layer).clamp(0, 1)
     torch.testing.assert_close(out, torch.where(known, batch["composite"], raw), atol=0, rtol=0)
+
+
+def test_layeringdiff_without_fan_ban_still_copies_the_visible_pixels(fbdd):
+    from layeringdiff.pipeline.layering import LayeringDiffLayering
+
+    batch = images(4, b=1)
+    comp, alpha = batch["composite"][0], batch["alpha"][0]
+    fg, bg = LayeringDiffLayering(fbdd, fbdd, fan=None, ban=None, num_inference_steps=2)(
+        comp, alpha, torch.Generator().manual_seed(5)
+    )
+    gen = torch.Generator().manual_seed(5)  # the backend samples F first, then B, from one generator
+    coarse_f = fbdd.decompose(comp[None], alpha[None], 2, generator=gen)[0]
+    coarse_b = fbdd.decompose(comp[None], alpha[None], 2, generator=gen)[0]
+    # F := C where alpha == 1, B := C where alpha == 0 (within half an 8-bit step, COPY_THRESHOLD)
+    torch.testing.assert_close(fg, torch.where(alpha >= 1 - COPY_THRESHOLD, comp, coarse_f), atol=0, rtol=0)
+    torch.testing.assert_close(bg, torch.where(alpha <= COPY_THRESHOLD, comp, coarse_b), atol=0, rtol=0)
+    assert not torch.equal(coarse_f[:, alpha[0] == 1], comp[:, alpha[0] == 1])  # the copy did something

@@ -105,7 +105,8 @@ class LayeringDiffLayering:
 
     Args:
         fbdd_foreground, fbdd_background: ``layeringdiff.networks.fbdd.FBDD`` instances.
-        fan, ban: ``layeringdiff.networks.hfa.HFANet`` instances (``None`` skips HFA for that layer).
+        fan, ban: ``layeringdiff.networks.hfa.HFANet`` instances (``None`` skips HFA for that layer; the
+            composite is still copied where the layer is visible, F := C at alpha == 1, B := C at alpha == 0).
         num_inference_steps: FBDD sampling steps (25 in the paper's timing).
         multiple: inputs are reflect-padded to a multiple of this; ``None`` = the FBDD models'
             ``size_multiple`` (VAE factor x UNet downsampling).
@@ -199,7 +200,7 @@ class LayeringDiffLayering:
     def __call__(
         self, composite: torch.Tensor, alpha: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        from layeringdiff.networks.hfa import refine
+        from layeringdiff.networks.hfa import copy_through, refine
 
         h, w = composite.shape[-2:]
         c = self._pad(composite[None].float()).to(self.device)
@@ -216,7 +217,10 @@ class LayeringDiffLayering:
                     generator=generator, scheduler=self.scheduler, progress=self.progress,
                 ).float()  # fmt: skip
             with on_device(hfa, self.device, self.offload):
-                layers[layer] = refine(hfa, c, a, coarse, layer=layer) if hfa is not None else coarse
+                if hfa is not None:
+                    layers[layer] = refine(hfa, c, a, coarse, layer=layer)
+                else:  # without HFA the visible pixels are still known exactly: F := C / B := C
+                    layers[layer] = copy_through(coarse, c, a, layer)
         fg = layers["foreground"][0, :, :h, :w].float().cpu().clamp(0, 1)
         bg = layers["background"][0, :, :h, :w].float().cpu().clamp(0, 1)
         if self.project:
