@@ -18,8 +18,16 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
 SHAPES = {"composite": 3, "foreground": 3, "background": 3, "alpha": 1, "trimap": 1}
 
 
+def data_config(name: str):
+    """The ``data`` group option ``name`` as composed (with the shared ``data/common`` base)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONFIGS.parent), version_base="1.3"):
+        return compose("train", overrides=[f"data={name}"]).data
+
+
 def _datamodule(name: str, **over):
-    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    cfg = data_config(name)
     cfg = OmegaConf.merge(cfg, {"size": 32, "batch_size": 3, "num_workers": 0}, over)
     return instantiate(cfg)
 
@@ -110,7 +118,7 @@ def test_folders_and_shards_datamodules(folders, tmp_path):
 
 def test_every_data_config_instantiates():
     for path in sorted(CONFIGS.glob("*.yaml")):
-        cfg = OmegaConf.load(path)
+        cfg = data_config(path.stem)
         assert cfg._target_ == "layeringdiff.data.datamodule.LayerDataModule" and cfg.dataset._partial_
         for key in ("size", "batch_size", "num_workers", "pin_memory", "seed", "sidecars"):
             assert key in cfg, f"{path.name} lacks {key}"

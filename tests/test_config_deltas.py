@@ -1,0 +1,59 @@
+"""The background experiments are deltas of the foreground ones: composed, they differ only in
+what must differ (names, tags, the layer, FBDD's alpha init); the data options share one base."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+NAMES = {"task_name", "experiment_name", "tags"}
+
+
+def composed(overrides: list[str]) -> dict:
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    return flatten(OmegaConf.to_container(cfg, resolve=False))
+
+
+def flatten(node: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in node.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differing(a: dict, b: dict) -> set[str]:
+    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+
+
+@pytest.mark.parametrize(
+    "fg, bg, expected",
+    [
+        ("fbdd_fg", "fbdd_bg", NAMES | {"model.layer", "model.alpha_init"}),
+        ("hfa_fan", "hfa_ban", NAMES | {"model.layer"}),
+    ],
+)
+def test_background_experiment_differs_from_the_foreground_one_only_where_it_must(fg, bg, expected):
+    f, b = composed([f"experiment={fg}"]), composed([f"experiment={bg}"])
+    assert differing(f, b) == expected
+    assert (f["model.layer"], b["model.layer"]) == ("foreground", "background")
+    assert b["task_name"] == bg and b["experiment_name"] == bg
+
+
+def test_data_options_share_the_base_and_set_their_own_dataset():
+    base = flatten(OmegaConf.to_container(OmegaConf.load(CONFIGS / "data" / "common" / "datamodule.yaml")))
+    targets = set()
+    for path in sorted((CONFIGS / "data").glob("*.yaml")):
+        data = {
+            k[len("data.") :]: v for k, v in composed([f"data={path.stem}"]).items() if k.startswith("data.")
+        }
+        own = flatten(OmegaConf.to_container(OmegaConf.load(path)))
+        for key, value in base.items():  # every base key arrives, unless the option sets it itself
+            assert data[key] == own.get(key, value), (path.name, key)
+        targets.add(data["dataset._target_"])
+    assert len(targets) == len(list((CONFIGS / "data").glob("*.yaml")))  # each names its own dataset
