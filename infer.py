@@ -2,7 +2,7 @@
 
     python infer.py                                   # decompose the bundled photo (CPU, no weights)
     python infer.py image=photo.jpg box=[40,20,300,380] out=layers/photo
-    python infer.py pipeline=paper backend=layeringdiff prompt="A bird flying at sunset over the mountains" foreground_indices=[0,1,2]
+    python infer.py pipeline=paper layering=layeringdiff prompt="A bird flying at sunset over the mountains" foreground_indices=[0,1,2]
 
 Bad input ends with one line on stderr and exit status 1 (no traceback, nothing half-written).
 """

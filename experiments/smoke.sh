@@ -51,10 +51,10 @@ for layer in foreground background; do
     export_dir="$M/$name" hydra.run.dir="$W/runs/$name" $P >/dev/null
 done
 
-LD="pipeline.backends.layeringdiff"
+LD="layering"
 step "7/9 generate layered images for 2 prompts (tiny SDXL, foreground determination, FBDD + HFA)"
 $PY evaluate.py eval=generate eval.prompts=data/prompts/quick16.jsonl eval.limit=2 hydra.run.dir="$W/eval/generate" \
-  "eval.infer_overrides=['pipeline=tiny','backend=layeringdiff','height=$S','width=$S','num_inference_steps=2','progress=false','$LD.fbdd_foreground=$M/fbdd_foreground','$LD.fbdd_background=$M/fbdd_background','$LD.fan=$M/fan','$LD.ban=$M/ban']" \
+  "eval.infer_overrides=['pipeline=tiny','layering=layeringdiff','height=$S','width=$S','num_inference_steps=2','progress=false','$LD.fbdd_foreground=$M/fbdd_foreground','$LD.fbdd_background=$M/fbdd_background','$LD.fan=$M/fan','$LD.ban=$M/ban']" \
   $P metrics.build_tiny=true >/dev/null
 
 step "8/9 Tables 1 and 2 on the generated folders"

@@ -102,7 +102,7 @@ def test_every_experiment_composes_and_builds(tmp_path, experiment):
         assert not cfg.model.get("build_tiny", False), "a smoke experiment must build its tiny weights"
 
 
-@pytest.mark.parametrize("name,group", [("evaluate", "eval"), ("infer", "pipeline")])
+@pytest.mark.parametrize("name,group", [("evaluate", "eval"), ("infer", "pipeline"), ("infer", "layering")])
 def test_evaluate_and_infer_groups_compose(tmp_path, name, group):
     if not (CONFIGS / f"{name}.yaml").exists():
         pytest.skip(f"configs/{name}.yaml not written yet")

@@ -33,13 +33,8 @@ def compose_eval(tmp_path, overrides):
 
 def copy_methods(cfg):
     with open_dict(cfg):
-        cfg.eval.methods = {
-            "copy": {
-                "_target_": "layeringdiff.evaluation.table4_methods.MattingThenLayering",
-                "matting": None,  # oracle alpha
-                "layering": {"_target_": "layeringdiff.evaluation.table4_methods.CompositeCopy"},
-            }
-        }
+        cfg.eval.methods = ["copy"]  # the `copy` layering member: F = B = the composite
+        cfg.eval.matting = None  # oracle alpha
     return cfg
 
 
@@ -117,8 +112,48 @@ def test_table4_configs_instantiate_offline_matting(tmp_path):
     cfg = compose_eval(tmp_path, ["eval=table4_offline"])
     matting = instantiate(cfg.eval.matting)
     assert matting.func.__name__ == "closed_form_matting" and not matting.keywords
-    assert set(cfg.eval.methods) == {"layeringdiff", "germer", "germer_inpaint"}
-    assert cfg.eval.methods.germer.matting._target_.endswith("closed_form_matting")
+    assert list(cfg.eval.methods) == ["layeringdiff", "germer", "germer_inpaint", "copy"]
+    assert {n: cfg.eval.layerings[n].name for n in cfg.eval.methods} == {n: n for n in cfg.eval.methods}
+    assert cfg.eval.layerings.germer_inpaint.project is False
+
+
+def test_table4_rows_are_layering_members_and_fbdd_paths_are_plain_overrides(tmp_path):
+    """The rows M1 runs: `eval.methods=[...]` of layering members; FBDD/HFA exports by path."""
+    from layeringdiff.evaluation.table4 import build_methods
+    from layeringdiff.pipeline.layering import ClassicalLayering, CompositeCopy, GermerLayering
+
+    cfg = compose_eval(
+        tmp_path,
+        ["eval=table4_offline", "eval.methods=[germer,germer_inpaint,copy]",
+         "eval.layerings.layeringdiff.fbdd_foreground=/w/fg", "eval.layerings.layeringdiff.num_inference_steps=3"],
+    )  # fmt: skip
+    assert cfg.eval.layerings.layeringdiff.fbdd_foreground == "/w/fg"
+    assert cfg.eval.layerings.layeringdiff.num_inference_steps == 3
+    methods = build_methods(cfg)  # the layeringdiff member is not built: not listed
+    assert list(methods) == ["germer", "germer_inpaint", "copy"]
+    layerings = [m.layering for m in methods.values()]
+    assert [type(x) for x in layerings] == [GermerLayering, ClassicalLayering, CompositeCopy]
+    assert [x.name for x in layerings] == ["germer", "germer_inpaint", "copy"]
+    assert layerings[1].project is False and layerings[1].hole_threshold == 0.95
+    with open_dict(cfg):
+        cfg.eval.methods = ["germer", "fba"]
+    with pytest.raises(ValueError, match="fba not in eval.layerings"):
+        build_methods(cfg)
+
+
+def test_table4_members_rank_above_the_copy_floor(tmp_path):
+    """With the ground-truth alpha, Germer et al. (+ inpainting) beat F = B = composite on the
+    background of synthetic composites (a member that did nothing would tie with `copy`)."""
+    cfg = compose_eval(
+        tmp_path,
+        ["eval=table4", "eval.dataset.num_samples=2", "eval.dataset.size=32", "eval.figure_samples=0",
+         "eval.lpips=false", "eval.methods=[germer,germer_inpaint,copy]", "eval.matting=null"],
+    )  # fmt: skip
+    result = evaluate(cfg)
+    assert result["germer/bg_mad"] < result["copy/bg_mad"]
+    assert result["germer_inpaint/bg_mad"] < result["copy/bg_mad"]
+    rows = json.loads((tmp_path / "table4.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["germer", "germer_inpaint", "copy"]
 
 
 def test_table4_rerun_with_fewer_samples_leaves_the_earlier_records_out(cfg):

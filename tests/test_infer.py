@@ -16,7 +16,8 @@ from PIL import Image
 
 from layeringdiff.images import ImageReadError
 from layeringdiff.pipeline.errors import InputError, NoForegroundError
-from layeringdiff.tasks.infer import infer, per_layer
+from layeringdiff.tasks.infer import infer
+from layeringdiff.tasks.infer_inputs import per_layer
 from layeringdiff.weights import MissingWeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,9 +80,9 @@ def check_output(out: Path, n_layers=1) -> dict:
     else:
         assert {f"foreground_{i}.png" for i in range(1, n_layers + 1)} <= names and "layers.psd" in names
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["recomposite_max_error"] < 1e-3 or meta["backend"] == "layeringdiff"
+    assert meta["recomposite_max_error"] < 1e-3 or meta["layering"] == "layeringdiff"
     assert {"torch", "diffusers", "transformers", "pymatting"} <= set(meta["versions"])
-    assert meta["timings_s"]["pipeline_total"] > 0 and meta["config"]["backend"] == meta["backend"]
+    assert meta["timings_s"]["pipeline_total"] > 0 and meta["config"]["layering"]["name"] == meta["layering"]
     return meta
 
 
@@ -119,7 +120,7 @@ def test_real_image_two_layers(tmp_path, photo):
 
 @pytest.mark.parametrize("dtype", ["auto", "bf16"])  # bf16: the GPU dtype path's casts, run on the CPU
 def test_text_mode_tiny_layeringdiff(tmp_path, tiny_cache, dtype):
-    over = ["pipeline=tiny", "backend=layeringdiff", "prompt=A bird flying at sunset over the mountains", "foreground_indices=[0,1,2]",
+    over = ["pipeline=tiny", "layering=layeringdiff", "prompt=A bird flying at sunset over the mountains", "foreground_indices=[0,1,2]",
             "height=64", "width=64", "num_inference_steps=2", f"out={tmp_path}/o", "device=cpu", f"dtype={dtype}"]  # fmt: skip
     meta = check_output(Path(infer(make_cfg(tmp_path, over, tiny_cache))["out_dirs"][0]))
     assert meta["mode"] == "text" and meta["foreground_prompts"] == ["A bird flying"]
@@ -202,12 +203,11 @@ def bad_files(tmp_path_factory):
         (["prompt=a bird", "foreground_indices=[]"], InputError, "empty"),
         (["prompt=a bird", "foreground_indices=[0]"], MissingWeightsError, "SDXL"),
         (
-            ["image={p}/photo.png", "box=[5,5,90,96]", "backend=layeringdiff"],
+            ["image={p}/photo.png", "box=[5,5,90,96]", "layering=layeringdiff"],
             MissingWeightsError,
             "fbdd_foreground",
         ),
         (["image={p}/photo.png", "box=[5,5,90,96]", "out={b}/text.png/x"], PermissionError, "cannot create"),
-        (["image={p}/photo.png", "box=[5,5,90,96]", "backend=magic"], InputError, "backend=magic"),
     ],
 )
 def test_bad_input_one_line_nothing_written(tmp_path, photo, bad_files, args, error, match):
@@ -248,7 +248,7 @@ def test_cli_no_arguments_and_bad_input_exit_codes(tmp_path, bad_files):
     out = Path(ok.stdout.strip().splitlines()[-1])
     assert out == tmp_path / "run" / "layers"
     meta = check_output(out)
-    assert meta["mode"] == "image" and meta["matting"] == ["closed_form"] and meta["backend"] == "classical"
+    assert meta["mode"] == "image" and meta["matting"] == ["closed_form"] and meta["layering"] == "classical"
     sample = np.asarray(Image.open(ROOT / "data/samples/astronaut.png"))
     np.testing.assert_array_equal(np.asarray(Image.open(out / "composite.png")), sample)
     alpha = np.asarray(Image.open(out / "alpha.png"))
@@ -286,3 +286,28 @@ def test_size_errors_come_before_any_model_is_loaded(tmp_path, bad_files, photo,
     monkeypatch.setattr(infer_module, "check_weights", lambda *a, **k: None)
     with pytest.raises(InputError, match=match):
         infer(make_cfg(tmp_path, [a.format(b=bad_files, p=photo) for a in args]))
+
+
+@pytest.mark.parametrize("member", ["germer", "germer_inpaint", "copy"])
+def test_every_weightless_layering_member_runs_from_infer(tmp_path, photo, member):
+    """`layering=` picks a member of configs/layering/; meta.json names it and the layers follow it."""
+    cfg = make_cfg(
+        tmp_path,
+        [f"image={photo}/photo.png", f"alpha={photo}/alpha.png", f"out={tmp_path}/o", f"layering={member}"],
+    )
+    out = Path(infer(cfg)["out_dirs"][0])
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["layering"] == member == meta["config"]["layering"]["name"]
+    composite = np.asarray(Image.open(out / "composite.png"))
+    background = np.asarray(Image.open(out / "background.png"))
+    if member == "copy":  # F = B = the composite
+        np.testing.assert_array_equal(background, composite)
+    else:  # Germer et al.: the background differs from the composite under the foreground
+        assert np.abs(background.astype(int) - composite.astype(int)).max() > 10
+
+
+def test_unknown_layering_member_is_refused_when_composing(tmp_path):
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="layering"):
+        make_cfg(tmp_path, ["layering=magic"])

@@ -225,7 +225,7 @@ def test_peeling_determines_each_foreground_on_the_background_left_by_the_one_ab
         def __init__(self):
             self.backgrounds = []
 
-        def __call__(self, composite, alpha, generator=None):
+        def __call__(self, composite, alpha, generator=None, *, trimap=None):
             bg = composite * 0.5 + 0.1 * len(self.backgrounds)  # any new background
             self.backgrounds.append(bg)
             return composite.clone(), bg
@@ -236,6 +236,31 @@ def test_peeling_determines_each_foreground_on_the_background_left_by_the_one_ab
     out = pipe(image=image, foregrounds=[ForegroundSpec(alpha=alpha), ForegroundSpec(alpha=alpha * 0.5)])
     assert torch.equal(seen[0], image) and torch.equal(seen[1], layering.backgrounds[0])
     assert torch.equal(out.background, layering.backgrounds[1]) and torch.equal(out.alphas[1], alpha * 0.5)
+
+
+def test_layering_member_gets_the_trimap_the_alpha_came_from():
+    """The Layering protocol's ``trimap`` (for members such as FBA that need it): the pipeline
+    passes the trimap its foreground stage used, and ``None`` for a given alpha."""
+    from layeringdiff.pipeline.layering import CompositeCopy, Layering
+
+    class TrimapSpy(CompositeCopy):
+        def __init__(self):
+            super().__init__()
+            self.trimaps = []
+
+        def __call__(self, composite, alpha, generator=None, *, trimap=None):
+            self.trimaps.append(trimap)
+            return super().__call__(composite, alpha, generator, trimap=trimap)
+
+    image, alpha = scene(32)
+    trimap = torch.where(alpha > 0.9, 1.0, torch.where(alpha < 0.1, 0.0, 0.5))
+    spy = TrimapSpy()
+    assert isinstance(spy, Layering)
+    pipe = LayeringDiffPipeline(ForegroundDetermination(), spy)
+    out = pipe(image=image, foregrounds=[ForegroundSpec(trimap=trimap), ForegroundSpec(alpha=alpha)])
+    assert spy.trimaps[1] is None and spy.trimaps[0] is not None
+    assert torch.equal(spy.trimaps[0], out.trimaps[0]) and torch.equal(out.trimaps[0].float(), trimap)
+    assert torch.equal(out.foregrounds[0], image) and torch.equal(out.background, image)  # copy: F = B = C
 
 
 def test_tiny_hfa_build_interrupted_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Table 4: layer decomposition against ground truth on the layering test set.
 
-For every test composite and every method: trimap -> (method) -> F, B; then MAD x1e3, MSE x1e3,
+For every test composite and every method (a ``configs/layering/`` member named in
+``eval.methods``): trimap -> alpha (``eval.matting``) -> (member) -> F, B; then MAD x1e3, MSE x1e3,
 SAD / 1e3 (:func:`layeringdiff.metrics.layer_errors`) and LPIPS x1e2 of F and B against the
 ground truth, over the whole image and all three channels (the paper's setting; ``eval.mask=alpha``
 restricts both layers to alpha > 0 instead). Per-sample results go to ``table4_samples.jsonl``;
@@ -18,10 +19,12 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from layeringdiff.errors import ConfigError, UserError
 from layeringdiff.evaluation.figures import image_grid
 from layeringdiff.evaluation.records import ResultLog
 from layeringdiff.evaluation.report import write_tables
 from layeringdiff.evaluation.report_wandb import log_results
+from layeringdiff.evaluation.table4_methods import MattingThenLayering
 from layeringdiff.metrics import extractors
 from layeringdiff.metrics.layer_errors import layer_errors
 
@@ -71,8 +74,10 @@ def _save_figure_inputs(folder: Path, key: str, sample: dict, preds: dict[str, d
 
     save_png(sample["composite"], folder / "composite" / f"{key}.png")
     save_png(sample["background"], folder / "ground_truth" / f"{key}.png")
+    save_png(sample["foreground"], folder / "foreground" / "ground_truth" / f"{key}.png")
     for name, pred in preds.items():
         save_png(pred["background"].clamp(0, 1), folder / name / f"{key}.png")
+        save_png(pred["foreground"].clamp(0, 1), folder / "foreground" / name / f"{key}.png")
 
 
 def _figure(folder: Path, keys: list[str], methods: list[str], path: Path) -> Path | None:
@@ -89,65 +94,57 @@ def _figure(folder: Path, keys: list[str], methods: list[str], path: Path) -> Pa
     return image_grid(rows, ["Composite", "GT background", *methods], path)
 
 
-def run(cfg: DictConfig) -> dict:
-    """Evaluate every method in ``cfg.eval.methods`` on ``cfg.eval.dataset``; write ``table4.*``,
-    ``table4_samples.jsonl`` and ``table4_figure.png``. Returns ``{"<method>/<fg|bg>_<metric>": mean}``."""
+def build_methods(cfg: DictConfig) -> dict[str, MattingThenLayering]:
+    """One :class:`MattingThenLayering` per name in ``eval.methods`` (members of ``eval.layerings``),
+    all sharing the one ``eval.matting`` (``None``: the ground-truth alpha)."""
     from hydra.utils import instantiate
 
-    out = Path(cfg.paths.output_dir)
     ev = cfg.eval
-    methods = {name: instantiate(spec) for name, spec in (ev.methods or {}).items() if spec is not None}
-    if not methods:
-        raise ValueError("eval=table4: no methods configured (eval.methods)")
-    dataset = instantiate(ev.dataset)
-    total = len(dataset) if ev.get("limit") is None else min(len(dataset), int(ev.limit))
-    lpips = extractors.lpips(cfg) if ev.get("lpips", True) else None
-    records = ResultLog(out / "table4_samples.jsonl")
-    fig_dir, fig_keys, corrupt = out / "table4_figure", [], 0
-    keys: set[str] = (
-        set()
-    )  # this run's samples: records of other samples (e.g. an earlier, longer run) stay out
-    for index in tqdm(range(total), desc="table4", disable=not ev.get("progress", True)):
-        key = dataset.key(index) if hasattr(dataset, "key") else None
-        if key is not None:
-            keys.add(key)
-        want_fig = index < int(ev.figure_samples)
-        if key is not None and not want_fig and all(records.done(m, key) for m in methods):
+    names = list(ev.methods or [])
+    if not names:
+        raise ConfigError("eval=table4: no methods configured (eval.methods=[layeringdiff,germer,...])")
+    unknown = [n for n in names if n not in (ev.get("layerings") or {})]
+    if unknown:
+        raise ConfigError(
+            f"eval.methods: {', '.join(unknown)} not in eval.layerings ({', '.join(ev.get('layerings') or {})}); "
+            "add one with +eval.layerings.NAME={_target_: ...} or /layering@layerings.NAME in the config"
+        )
+    matting = instantiate(ev.matting) if ev.get("matting") is not None else None
+    device = cfg.get("device", "cpu")
+    return {
+        name: MattingThenLayering(
+            instantiate(ev.layerings[name], device=device, dtype=torch.float32), matting
+        )
+        for name in names
+    }
+
+
+def _run_methods(cfg, methods, sample, records, lpips, want_fig, fig_dir) -> dict[str, dict]:
+    """Every method that has no record for this sample (or lacks its figure image) on one sample."""
+    key, preds, target_features = sample["key"], {}, None
+    for name, method in methods.items():
+        if records.done(name, key) and not (want_fig and not (fig_dir / name / f"{key}.png").is_file()):
             continue
+        generator = torch.Generator().manual_seed(int(cfg.seed) + zlib.crc32(key.encode()))
+        start = time.perf_counter()
         try:
-            sample = dataset[index]
-        except Exception as e:  # a corrupt sample is skipped and counted, not fatal
-            log.warning("table4: skipping sample %d (%s: %s)", index, type(e).__name__, e)
-            corrupt += 1
+            pred = method(sample["composite"], sample["trimap"], generator, alpha=sample["alpha"])
+        except UserError as e:  # the method cannot handle this input (e.g. no definite foreground)
+            log.warning("table4: %s failed on %s: %s", name, key, e)
+            records.append(name, key, failed=str(e))
             continue
-        key = sample["key"]
-        keys.add(key)
-        if want_fig:
-            fig_keys.append(key)
-        preds, target_features = {}, None
-        for name, method in methods.items():
-            if records.done(name, key) and not (want_fig and not (fig_dir / name / f"{key}.png").is_file()):
-                continue
-            generator = torch.Generator().manual_seed(int(cfg.seed) + zlib.crc32(key.encode()))
-            kwargs = {"alpha": sample["alpha"]} if getattr(method, "matting", True) is None else {}
-            start = time.perf_counter()
-            try:
-                pred = method(sample["composite"], sample["trimap"], generator, **kwargs)
-            except ValueError as e:  # the method cannot handle this input (e.g. no definite foreground)
-                log.warning("table4: %s failed on %s: %s", name, key, e)
-                records.append(name, key, failed=str(e))
-                continue
-            seconds = time.perf_counter() - start
-            preds[name] = pred
-            if not records.done(name, key):
-                if lpips is not None and target_features is None:  # ground truth's LPIPS features, once
-                    target_features = lpips.features(
-                        torch.stack([sample["foreground"], sample["background"]])
-                    )
-                scores = score_layers(pred, sample, lpips, ev.get("mask"), target_features)
-                records.append(name, key, seconds=seconds, **scores)
-        if want_fig and preds:
-            _save_figure_inputs(fig_dir, key, sample, preds)
+        seconds = time.perf_counter() - start
+        preds[name] = pred
+        if not records.done(name, key):
+            if lpips is not None and target_features is None:  # ground truth's LPIPS features, once
+                target_features = lpips.features(torch.stack([sample["foreground"], sample["background"]]))
+            scores = score_layers(pred, sample, lpips, cfg.eval.get("mask"), target_features)
+            records.append(name, key, seconds=seconds, **scores)
+    return preds
+
+
+def _rows(records: ResultLog, methods: list[str], keys: set[str]) -> list[dict]:
+    """One row per method: means over this run's samples (failed ones counted, left out of the means)."""
     rows = []
     for name in methods:
         mine = [r for r in records.of(name) if r["key"] in keys]
@@ -157,13 +154,52 @@ def run(cfg: DictConfig) -> dict:
             vals = [r[col] for r in recs if r.get(col) is not None]
             row[col] = sum(vals) / len(vals) if vals else None
         rows.append(row)
-    region = "pixels with alpha > 0" if ev.get("mask") == "alpha" else "whole image, all 3 channels"
+    return rows
+
+
+def _write(cfg: DictConfig, out: Path, rows: list[dict], total: int, corrupt: int, figure) -> None:
+    region = "pixels with alpha > 0" if cfg.eval.get("mask") == "alpha" else "whole image, all 3 channels"
     notes = (
         f"Means over {total} test composites ({corrupt} unreadable skipped; `failed` = composites a method "
         f"could not process, left out of its means); values in [0,1], {region}; "
         "SAD = sum |d| / 1e3 per image. `seconds` = method time per composite (not in the paper)."
     )
     write_tables(rows, out, "table4", COLUMNS, "Table 4: layer decomposition vs ground truth", notes=notes)
-    fig = _figure(fig_dir, fig_keys, list(methods), out / "table4_figure.png")
-    log_results(cfg, "table4", rows, {"figure": fig} if fig else None)
+    log_results(cfg, "table4", rows, {"figure": figure} if figure else None)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Evaluate every method in ``cfg.eval.methods`` on ``cfg.eval.dataset``; write ``table4.*``,
+    ``table4_samples.jsonl`` and ``table4_figure.png``. Returns ``{"<method>/<fg|bg>_<metric>": mean}``."""
+    from hydra.utils import instantiate
+
+    out, ev = Path(cfg.paths.output_dir), cfg.eval
+    methods = build_methods(cfg)
+    dataset = instantiate(ev.dataset)
+    total = len(dataset) if ev.get("limit") is None else min(len(dataset), int(ev.limit))
+    lpips = extractors.lpips(cfg) if ev.get("lpips", True) else None
+    records = ResultLog(out / "table4_samples.jsonl")
+    fig_dir, fig_keys, corrupt = out / "table4_figure", [], 0
+    keys: set[str] = set()  # this run's samples: records of other samples (an earlier, longer run) stay out
+    for index in tqdm(range(total), desc="table4", disable=not ev.get("progress", True)):
+        key = dataset.key(index) if hasattr(dataset, "key") else None
+        keys.update([key] if key is not None else [])
+        want_fig = index < int(ev.figure_samples)
+        if key is not None and not want_fig and all(records.done(m, key) for m in methods):
+            continue
+        try:
+            sample = dataset[index]
+        except UserError as e:  # a corrupt sample (unreadable file) is skipped and counted, not fatal
+            log.warning("table4: skipping sample %d (%s: %s)", index, type(e).__name__, e)
+            corrupt += 1
+            continue
+        keys.add(sample["key"])
+        fig_keys += [sample["key"]] if want_fig else []
+        preds = _run_methods(cfg, methods, sample, records, lpips, want_fig, fig_dir)
+        if want_fig and preds:
+            _save_figure_inputs(fig_dir, sample["key"], sample, preds)
+    rows = _rows(records, list(methods), keys)
+    _write(
+        cfg, out, rows, total, corrupt, _figure(fig_dir, fig_keys, list(methods), out / "table4_figure.png")
+    )
     return {f"{r['method']}/{c}": r[c] for r in rows for c, _ in COLUMNS[1:]}

@@ -7,6 +7,8 @@ edge or a depth condition: ``control="canny"`` takes any image and extracts its 
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import cv2
 import numpy as np
 import torch
@@ -17,6 +19,16 @@ from layeringdiff.pipeline.errors import InputError
 from layeringdiff.weights import resolve_pretrained
 
 CONTROLS = ("canny", "depth")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """SDXL sampler settings of one composite (height and width: multiples of 8)."""
+
+    height: int = 768
+    width: int = 768
+    num_inference_steps: int = 30
+    guidance_scale: float = 5.0
 
 
 def canny_control(image: torch.Tensor, low: int = 100, high: int = 200) -> Image.Image:
@@ -93,14 +105,14 @@ class CompositeGenerator:
         self,
         prompt: str,
         negative_prompt: str | None = None,
-        height: int = 768,
-        width: int = 768,
-        num_inference_steps: int = 30,
-        guidance_scale: float = 5.0,
         generator: torch.Generator | None = None,
         control_image: torch.Tensor | None = None,
+        **settings,
     ) -> torch.Tensor:
-        """Generate one composite (3, height, width) in [0, 1]."""
+        """Generate one composite (3, height, width) in [0, 1]; ``settings``: the fields of
+        :class:`GenerationSettings` (height, width, num_inference_steps, guidance_scale)."""
+        settings = asdict(GenerationSettings(**settings))
+        height, width = settings["height"], settings["width"]
         kwargs = {}
         if self.control is not None:
             if control_image is None:
@@ -112,12 +124,9 @@ class CompositeGenerator:
         out = self.pipe(
             prompt=prompt,
             negative_prompt=negative_prompt,
-            height=height,
-            width=width,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
             generator=generator,
             output_type="pt",
+            **settings,
             **kwargs,
         )
         return out.images[0].float().cpu().clamp(0, 1)

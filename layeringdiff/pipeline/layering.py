@@ -1,14 +1,27 @@
 """Stage 3, layering: composite + alpha -> foreground and background colour layers.
 
-Two backends with the same call, ``backend(composite, alpha, generator) -> (F, B)`` on
-(3, H, W) / (1, H, W) tensors:
+Every layering method is a :class:`Layering`: ``layering(composite, alpha, generator, trimap=None)
+-> (F, B)`` on one image, (3, H, W) / (1, H, W) float tensors in [0, 1], returning (3, H, W)
+float32 layers on the CPU. The members of the ``configs/layering/`` group:
 
-* :class:`ClassicalLayering` -- Germer et al. F and B, B inpainted where alpha > 0.95;
-* :class:`LayeringDiffLayering` -- the paper's FBDD (two latent-diffusion UNets) then HFA
-  (FAN / BAN with exact copy-through), loaded from their exported folders.
+* ``classical`` -- :class:`ClassicalLayering`: Germer et al. F and B, B inpainted where
+  alpha > 0.95 (OpenCV Telea or SD2 inpainting), projected to re-composite exactly;
+* ``germer_inpaint`` -- the same without the projection (the paper's Table 4 baseline);
+* ``germer`` -- :class:`GermerLayering`: Germer et al. F and B, nothing inpainted;
+* ``copy`` -- :class:`CompositeCopy`: F = B = the composite, the floor every method must beat;
+* ``layeringdiff`` -- :class:`LayeringDiffLayering`: the paper's FBDD (two latent-diffusion
+  UNets) then HFA (FAN / BAN with exact copy-through), loaded from their exported folders.
+
+``trimap`` (1, H, W) is the trimap the alpha came from when there is one (``None`` when the
+alpha was given); the members here ignore it. A member that needs the trimap or the image
+itself (e.g. FBA Matting, which predicts F, B and alpha from image + trimap) reads it there.
+Every member is built by Hydra through ``from_pretrained(device=, dtype=, offload=, **config)``
+and has a ``name`` (the member name, recorded in ``meta.json`` and used as the Table 4 row).
 """
 
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +29,59 @@ import torch.nn.functional as F
 from layeringdiff.pipeline.baselines import SD2Inpainter, germer_foreground_background, inpaint_opencv
 from layeringdiff.pipeline.offload import on_device, placement
 from layeringdiff.weights import resolve_pretrained
+
+
+@runtime_checkable
+class Layering(Protocol):
+    """composite (3, H, W) + alpha (1, H, W) [+ trimap] -> (F, B), each (3, H, W) in [0, 1]."""
+
+    name: str
+
+    def __call__(
+        self,
+        composite: torch.Tensor,
+        alpha: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        trimap: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def set_progress_bar(self, enabled: bool) -> None: ...
+
+
+class _Stateless:
+    """A member with no weights: nothing to load, no progress bar, runs on the CPU."""
+
+    name = "stateless"
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or type(self).name
+
+    @classmethod
+    def from_pretrained(cls, device=None, dtype=None, offload: bool = False, **kwargs):
+        return cls(**kwargs)
+
+    def set_progress_bar(self, enabled: bool) -> None:
+        pass
+
+
+class GermerLayering(_Stateless):
+    """Germer et al. multi-level estimation of F and B alone (no inpainting): the paper's baseline row."""
+
+    name = "germer"
+
+    def __call__(self, composite, alpha, generator=None, *, trimap=None):
+        return germer_foreground_background(composite, alpha)
+
+
+class CompositeCopy(_Stateless):
+    """The trivial floor: both layers are the composite itself (a sanity row, and for tests)."""
+
+    name = "copy"
+
+    def __call__(self, composite, alpha, generator=None, *, trimap=None):
+        composite = composite.float().cpu()
+        return composite.clone(), composite.clone()
 
 
 def project_to_composite(
@@ -50,6 +116,7 @@ class ClassicalLayering:
     """Germer et al. multi-level F/B estimation; the hidden background is inpainted.
 
     Args:
+        name: the member name (``classical``, ``germer_inpaint``).
         inpainter: SD2 inpainting; ``None`` uses OpenCV Telea.
         hole_threshold: background pixels with alpha above this are inpainted (0.95).
         inpaint_radius: OpenCV inpainting radius in pixels.
@@ -64,7 +131,9 @@ class ClassicalLayering:
         hole_threshold: float = 0.95,
         inpaint_radius: int = 5,
         project: bool = True,
+        name: str = "classical",
     ):
+        self.name = name
         self.inpainter, self.hole_threshold = inpainter, hole_threshold
         self.inpaint_radius, self.project = inpaint_radius, project
 
@@ -76,19 +145,29 @@ class ClassicalLayering:
         dtype=torch.float32,
         inpaint_steps: int = 25,
         inpaint_prompt: str = "",
+        offload: bool = False,
         **kwargs,
     ) -> ClassicalLayering:
-        """With ``sd2_inpainting`` (folder / cached HF id) the hole is filled by SD2 inpainting."""
+        """With ``sd2_inpainting`` (folder / cached HF id) the hole is filled by SD2 inpainting.
+
+        ``dtype`` is not used: pymatting runs in float64 on the CPU and SD2 inpainting in
+        float32 on ``device``; ``offload`` is not supported (ignored).
+        """
         inpainter = None
         if sd2_inpainting:
             inpainter = SD2Inpainter.from_pretrained(
-                sd2_inpainting, device, dtype, prompt=inpaint_prompt, num_inference_steps=inpaint_steps
+                sd2_inpainting,
+                device,
+                torch.float32,
+                prompt=inpaint_prompt,
+                num_inference_steps=inpaint_steps,
             )
         return cls(inpainter=inpainter, **kwargs)
 
-    def __call__(
-        self, composite: torch.Tensor, alpha: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def set_progress_bar(self, enabled: bool) -> None:
+        pass
+
+    def __call__(self, composite, alpha, generator=None, *, trimap=None):  # types: see Layering
         fg, bg = germer_foreground_background(composite, alpha)
         hole = alpha > self.hole_threshold
         if self.inpainter is not None:
@@ -129,7 +208,9 @@ class LayeringDiffLayering:
         project: bool = False,
         device: str | torch.device = "cpu",
         offload: bool = False,
+        name: str = "layeringdiff",
     ):
+        self.name = name
         if multiple is None:
             multiple = max(getattr(m, "size_multiple", 64) for m in (fbdd_foreground, fbdd_background))
         self.scheduler = scheduler
@@ -197,9 +278,7 @@ class LayeringDiffLayering:
         return F.pad(x, (0, pw, 0, ph), mode=mode)
 
     @torch.no_grad()
-    def __call__(
-        self, composite: torch.Tensor, alpha: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, composite, alpha, generator=None, *, trimap=None):  # types: see Layering
         from layeringdiff.networks.hfa import copy_through, refine
 
         h, w = composite.shape[-2:]

@@ -1,6 +1,6 @@
 """``LayeringDiffPipeline``: text (or a real image) -> composite -> foreground(s) -> layers.
 
-Read ``__call__`` top to bottom: 1. check inputs, 2. generate the composite (skipped for a
+Read ``run`` top to bottom: 1. check inputs, 2. generate the composite (skipped for a
 real image), 3. for each foreground, top-most first: determine its alpha on the current
 background and decompose (sequential peeling), 4. return the layers.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -18,13 +18,18 @@ from tqdm.auto import tqdm
 from layeringdiff.compositing import composite_layers
 from layeringdiff.pipeline.errors import InputError
 from layeringdiff.pipeline.foreground import ForegroundDetermination, ForegroundResult, ForegroundSpec
-from layeringdiff.pipeline.generate import CompositeGenerator
-from layeringdiff.pipeline.layering import ClassicalLayering, LayeringDiffLayering
-from layeringdiff.pipeline.prompt import foreground_prompt
+from layeringdiff.pipeline.generate import CompositeGenerator, GenerationSettings
+from layeringdiff.pipeline.layering import Layering
+from layeringdiff.pipeline.request import (  # noqa: F401 (MIN_SIZE ... re-exported: the pipeline's limits)
+    MAX_SIZE,
+    MIN_SIZE,
+    LayerRequest,
+    check_generation_size,
+    check_image_size,
+    request_from_arguments,
+)
 
 log = logging.getLogger(__name__)
-
-MIN_SIZE, MAX_SIZE = 16, 4096
 
 
 @dataclass
@@ -58,37 +63,19 @@ class LayeringDiffPipelineOutput:
         return composite_layers(self.background, self.foregrounds, self.alphas)
 
 
-def check_generation_size(height: int, width: int) -> None:
-    """Text mode: ``height`` and ``width`` must be multiples of 8 in [MIN_SIZE, MAX_SIZE]."""
-    for size, name in ((height, "height"), (width, "width")):
-        if size % 8 or not MIN_SIZE <= size <= MAX_SIZE:
-            raise InputError(f"{name}={size} must be a multiple of 8 in [{MIN_SIZE}, {MAX_SIZE}]")
-
-
-def check_image_size(image: torch.Tensor, source: str = "image") -> None:
-    """Real-image mode: each side in [MIN_SIZE, MAX_SIZE] (larger images are refused, not resized,
-    so the layers always have the input's size)."""
-    h, w = image.shape[-2:]
-    if min(h, w) < MIN_SIZE or max(h, w) > MAX_SIZE:
-        raise InputError(
-            f"{source} is {w}x{h}; sizes from {MIN_SIZE} to {MAX_SIZE} pixels per side are supported "
-            "(resize it first)"
-        )
-
-
 class LayeringDiffPipeline:
     """The full LayeringDiff inference pipeline.
 
     Args:
         foreground: the foreground determination stage.
-        layering: ``ClassicalLayering`` or ``LayeringDiffLayering``.
+        layering: any :class:`~layeringdiff.pipeline.layering.Layering` (a ``configs/layering/`` member).
         generator: the SDXL stage; ``None`` for real-image decomposition only.
     """
 
     def __init__(
         self,
         foreground: ForegroundDetermination,
-        layering: ClassicalLayering | LayeringDiffLayering,
+        layering: Layering,
         generator: CompositeGenerator | None = None,
     ):
         self.foreground, self.layering, self.generator = foreground, layering, generator
@@ -103,31 +90,14 @@ class LayeringDiffPipeline:
         width: int,
     ) -> list[ForegroundSpec]:
         """Validate the request and return one :class:`ForegroundSpec` per layer, top-most first."""
-        if (prompt is None) == (image is None):
-            raise InputError(
-                "give either a text prompt (generate) or an image (decompose a real image), not both"
-            )
-        if prompt is not None:
-            if self.generator is None:
-                raise InputError("a text prompt needs the SDXL generator (pipeline.generator.sdxl weights)")
-            if not prompt.strip():
-                raise InputError("the prompt is empty")
-            if foregrounds is None:
-                if foreground_indices is None:
-                    raise InputError("text mode needs foreground_indices, e.g. [0,1,2] or [[0,1],[5,6]]")
-                foregrounds = [
-                    ForegroundSpec(text=foreground_prompt(prompt, ix)) for ix in foreground_indices
-                ]
-            check_generation_size(height, width)
-        else:
-            if image.ndim != 3 or image.shape[0] != 3:
-                raise InputError(f"image must be (3, H, W), got {tuple(image.shape)}")
-            check_image_size(image)
-        if not foregrounds:
-            raise InputError("no foreground given: give foreground text, a box, a mask, a trimap or an alpha")
-        for spec in foregrounds:
-            spec.kind()
-        return list(foregrounds)
+        request = request_from_arguments(prompt, foreground_indices, image, foregrounds)
+        return self.check_request(request, height, width).foregrounds
+
+    def check_request(self, request: LayerRequest, height: int, width: int) -> LayerRequest:
+        """:meth:`LayerRequest.check` plus what this pipeline can do (text needs the generator)."""
+        if request.text_mode and request.image is None and self.generator is None:
+            raise InputError("a text prompt needs the SDXL generator (pipeline.generator.sdxl weights)")
+        return request.check(height, width)
 
     def set_progress_bar(self, enabled: bool) -> None:
         self._progress = enabled
@@ -161,36 +131,58 @@ class LayeringDiffPipeline:
             control_image: (3, H, W) image for the ControlNet condition, if one is loaded.
             generator: seeds every sampler (SDXL, FBDD, SD2 inpainting).
         """
-        timings: dict[str, float] = {}
-        progress = getattr(self, "_progress", False)
-
-        # 1. Check inputs (cheap, before any model runs)
-        specs = self.check_inputs(prompt, foreground_indices, image, foregrounds, height, width)
-
-        stages = tqdm(
-            total=(prompt is not None) + 2 * len(specs), desc="stages", disable=not progress, leave=False
+        request = request_from_arguments(
+            prompt, foreground_indices, image, foregrounds, negative_prompt, control_image
         )
+        settings = GenerationSettings(height, width, num_inference_steps, guidance_scale)
+        return self.run(request, settings, generator)
+
+    @torch.no_grad()
+    def run(
+        self,
+        request: LayerRequest,
+        settings: GenerationSettings | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LayeringDiffPipelineOutput:
+        """:meth:`__call__` on a :class:`LayerRequest` (checked here; cheap when already checked)."""
+        settings = settings or GenerationSettings()
+        # 1. Check inputs (cheap, before any model runs)
+        request = self.check_request(request, settings.height, settings.width)
+        progress = getattr(self, "_progress", False)
+        stages = tqdm(
+            total=request.text_mode + 2 * len(request.foregrounds),
+            desc="stages",
+            disable=not progress,
+            leave=False,
+        )
+        timings: dict[str, float] = {}
 
         # 2. Generate the composite C_i (text mode) or take the real image
-        if prompt is not None:
+        if request.text_mode:
             stages.set_postfix_str("generate")
             start = time.perf_counter()
             composite = self.generator(
-                prompt,
-                negative_prompt=negative_prompt,
-                height=height,
-                width=width,
-                num_inference_steps=num_inference_steps,
-                guidance_scale=guidance_scale,
-                generator=generator,
-                control_image=control_image,
+                request.prompt, request.negative_prompt, generator, request.control_image, **asdict(settings)
             )
             timings["generate"] = time.perf_counter() - start
             stages.update()
         else:
-            composite = image.float().cpu().clamp(0, 1)
+            composite = request.image.float().cpu().clamp(0, 1)
 
-        # 3. Sequential peeling: each foreground is separated from what is left below the previous one
+        # 3. Sequential peeling, 4. the layers, top-most first
+        out = self._peel(composite, request.foregrounds, generator, stages, timings)
+        stages.close()
+        return out
+
+    def _peel(
+        self,
+        composite: torch.Tensor,
+        specs: Sequence[ForegroundSpec],
+        generator: torch.Generator | None,
+        stages: tqdm,
+        timings: dict[str, float],
+    ) -> LayeringDiffPipelineOutput:
+        """Each foreground is determined on, and separated from, what is left below the one above."""
         out = LayeringDiffPipelineOutput(composite=composite, foregrounds=[], alphas=[], background=composite)
         current = composite
         for k, spec in enumerate(specs, start=1):
@@ -201,7 +193,7 @@ class LayeringDiffPipeline:
             stages.update()
             stages.set_postfix_str(f"layering {k}")
             start = time.perf_counter()
-            f_layer, current = self.layering(current, fg.alpha, generator)
+            f_layer, current = self.layering(current, fg.alpha, generator, trimap=fg.trimap)
             timings[f"layering_{k}"] = time.perf_counter() - start
             stages.update()
             out.foregrounds.append(f_layer)
@@ -212,10 +204,6 @@ class LayeringDiffPipeline:
             out.scores.append(fg.score)
             out.matting.append(fg.matting)
             log.info("layer %d: %s foreground, %s matting", k, spec.kind(), fg.matting)
-
-        stages.close()
-
-        # 4. Return the layers, top-most first
         out.background = current
         out.timings = timings
         return out
