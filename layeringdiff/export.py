@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from layeringdiff.errors import OutputExistsError, OutputPermissionError
 from layeringdiff.files import atomic_dir, atomic_write_bytes, temp_sibling
 from layeringdiff.images import tensor_to_pil
 
@@ -158,27 +159,27 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
     """Fail early (before any work) when ``out_dir`` cannot be created as a new, complete folder.
 
     Raises:
-        FileExistsError: ``out_dir`` exists and is not empty.
-        PermissionError: its parent folder cannot be created or written.
+        OutputExistsError: ``out_dir`` exists and is not empty (a ``FileExistsError``).
+        OutputPermissionError: its parent folder cannot be created or written (a ``PermissionError``).
     """
     out_dir = Path(out_dir).expanduser().absolute()
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(
+        raise OutputExistsError(
             f"output folder {out_dir} already exists and is not empty; choose another out="
         )
     parent = out_dir.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise PermissionError(
+        raise OutputPermissionError(
             f"output folder {out_dir}: cannot create {parent} ({e.strerror or e})"
         ) from None
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"output folder {out_dir}: {parent} is not writable")
+        raise OutputPermissionError(f"output folder {out_dir}: {parent} is not writable")
     try:  # os.access can say yes where creating fails (read-only or special file systems)
         temp_sibling(out_dir, folder=True).rmdir()
     except OSError as e:
-        raise PermissionError(
+        raise OutputPermissionError(
             f"output folder {out_dir}: {parent} is not writable ({e.strerror or e})"
         ) from None
     return out_dir
