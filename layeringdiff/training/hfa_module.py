@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from layeringdiff.data.splits import stable_seed
+from layeringdiff.errors import ConfigError
 from layeringdiff.networks.haar import haar_highfreq_loss
 from layeringdiff.networks.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, normalize_layer
 
@@ -79,11 +80,11 @@ class HFAModule(pl.LightningModule):
             self.ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay)).requires_grad_(False)
         self.layer = normalize_layer(layer)
         if normalize_layer(net.config.layer) != self.layer:
-            raise ValueError(f"HFAModule(layer={layer!r}) got a net configured for {net.config.layer!r}")
+            raise ConfigError(f"HFAModule(layer={layer!r}) got a net configured for {net.config.layer!r}")
         if input_mode not in INPUT_MODES:
-            raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
+            raise ConfigError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
         if lpips not in ("off", "auto"):
-            raise ValueError(f"lpips must be auto|off, got {lpips!r}")
+            raise ConfigError(f"lpips must be auto|off, got {lpips!r}")
         self.val_metrics = torch.nn.ModuleDict(
             {f"{m}{r}": MeanMetric() for r in REGIONS[self.layer] for m in ("mad", "mse")}
         )
@@ -153,7 +154,7 @@ class HFAModule(pl.LightningModule):
 
     def configure_optimizers(self):
         if self.optimizer is None:
-            raise ValueError("HFAModule needs an optimizer (model.optimizer in the config)")
+            raise ConfigError("HFAModule needs an optimizer (model.optimizer in the config)")
         opt = self.optimizer(params=self.net.parameters())
         if self.lr_scheduler is None:
             return opt
