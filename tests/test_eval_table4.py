@@ -112,7 +112,7 @@ def test_table4_configs_instantiate_offline_matting(tmp_path):
     cfg = compose_eval(tmp_path, ["eval=table4_offline"])
     matting = instantiate(cfg.eval.matting)
     assert matting.func.__name__ == "closed_form_matting" and not matting.keywords
-    assert list(cfg.eval.methods) == ["layeringdiff", "germer", "germer_inpaint", "copy"]
+    assert list(cfg.eval.methods) == ["layeringdiff", "germer", "germer_inpaint", "fba", "fba_inpaint", "copy"]
     assert {n: cfg.eval.layerings[n].name for n in cfg.eval.methods} == {n: n for n in cfg.eval.methods}
     assert cfg.eval.layerings.germer_inpaint.project is False
 
@@ -136,8 +136,8 @@ def test_table4_rows_are_layering_members_and_fbdd_paths_are_plain_overrides(tmp
     assert [x.name for x in layerings] == ["germer", "germer_inpaint", "copy"]
     assert layerings[1].project is False and layerings[1].hole_threshold == 0.95
     with open_dict(cfg):
-        cfg.eval.methods = ["germer", "fba"]
-    with pytest.raises(ValueError, match="fba not in eval.layerings"):
+        cfg.eval.methods = ["germer", "nope"]
+    with pytest.raises(ValueError, match="nope not in eval.layerings"):
         build_methods(cfg)
 
 
@@ -169,3 +169,27 @@ def test_table4_rerun_with_fewer_samples_leaves_the_earlier_records_out(cfg):
     assert result["copy/fg_mad"] == pytest.approx(expected, rel=1e-6)
     row = json.loads((Path(cfg.paths.output_dir) / "table4.json").read_text())["rows"][0]
     assert row["count"] == 2
+
+
+@pytest.mark.parametrize("error,counted", [("input", True), ("bug", False)])
+def test_table4_counts_a_user_error_but_a_bug_surfaces(cfg, monkeypatch, error, counted):
+    """A member failing on bad input (a UserError) is a `failed` sample; any other error stops the run."""
+    import layeringdiff.evaluation.table4 as table4
+    from layeringdiff.evaluation.table4_methods import MattingThenLayering
+    from layeringdiff.pipeline.errors import InputError
+    from layeringdiff.pipeline.layering import CompositeCopy
+
+    class Failing(CompositeCopy):
+        def __call__(self, composite, alpha, generator=None, *, trimap=None):
+            raise InputError("no definite foreground") if error == "input" else KeyError("a bug")
+
+    monkeypatch.setattr(table4, "build_methods", lambda cfg: {"failing": MattingThenLayering(Failing())})
+    with open_dict(cfg):
+        cfg.eval.lpips = False
+    if counted:
+        evaluate(cfg)
+        row = json.loads((Path(cfg.paths.output_dir) / "table4.json").read_text())["rows"][0]
+        assert row["method"] == "failing" and row["failed"] == 3 and row["count"] == 0
+    else:
+        with pytest.raises(KeyError, match="a bug"):
+            evaluate(cfg)
