@@ -68,6 +68,30 @@ def test_table2_wandb_offline(tmp_path):
     assert runs and list(runs[0].rglob("*.wandb"))
 
 
+def assert_fid_of_each_layer_own_features(cfg, result: dict, methods: dict[str, Path]) -> None:
+    """Each row's FG / BG / composite FID equals the Frechet distance of that layer's own stacked
+    features (FG: foreground.png over the matte) to its reference set, computed here from the files."""
+    from PIL import Image
+
+    from layeringdiff.metrics import extractors
+    from layeringdiff.metrics.fid import frechet_distance, image_features
+
+    net, matte = extractors.inception(cfg), tuple(cfg.metrics.matte)
+    suffixes = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+    files = {"fg": "foreground.png", "bg": "background.png", "comp": "composite.png"}
+    for name, root in methods.items():
+        expected = {}
+        for layer, file in files.items():
+            ref_dir = Path(cfg.eval.reference[layer])
+            refs = sorted(p for p in ref_dir.rglob("*") if p.suffix.lower() in suffixes)
+            ref = image_features([Image.open(p) for p in refs], net, matte)
+            own = image_features([Image.open(d / file) for d in sorted(root.iterdir())], net, matte)
+            expected[layer] = frechet_distance(own, ref)
+            assert result[f"{name}/{layer}_fid"] == pytest.approx(expected[layer], rel=1e-6), (name, layer)
+        # the three layers' values differ, so a foreground / background / composite mix-up would show
+        assert len({round(v, 6) for v in expected.values()}) == 3, expected
+
+
 def test_table1_tiny_extractors_and_compare(tmp_path):
     ours = write_outputs(tmp_path / "ours", 4, 0)
     other = write_outputs(tmp_path / "other", 4, 1)
@@ -88,6 +112,7 @@ def test_table1_tiny_extractors_and_compare(tmp_path):
     for k in ("fg_fid", "fg_kid", "bg_fid", "comp_fid", "fg_clip", "bg_clip", "comp_clip"):
         assert np.isfinite(r1[f"ours/{k}"]), k
     assert 0 <= r1["ours/fg_clip"] <= 100
+    assert_fid_of_each_layer_own_features(cfg, r1, {"ours": ours, "other": other})
     cache = list((tmp_path / "run1" / "cache" / "fid_reference").glob("*.npy"))
     assert len(cache) == 1  # fg, bg and composite use the same folder here: features computed once
     # a second run in the same folder resumes (nothing recomputed) and gives the identical table
