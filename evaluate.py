@@ -6,6 +6,8 @@
     python evaluate.py eval=generate eval.prompts=data/prompts/quick16.jsonl
     python evaluate.py eval=compare eval.runs=[RUN1,RUN2] eval.table=table4
 Resume an interrupted run: add hydra.run.dir=<that run folder>.
+A setting or input the user can fix (a UserError) ends with one line and exit status 1; any
+other error keeps its traceback, which is also written to <run folder>/evaluate.log.
 """
 
 import hydra

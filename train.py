@@ -4,7 +4,8 @@
     python train.py experiment=fbdd_fg logger=wandb
     python train.py -m experiment=fbdd_smoke model.optimizer.lr=1e-4,3e-4
 
-Missing weights or data and bad settings end with one line on stderr and exit status 1.
+Missing weights or data and bad settings (UserErrors) end with one line on stderr and exit
+status 1; any other error keeps its traceback, which is also written to the run log.
 """
 
 import hydra
