@@ -35,7 +35,7 @@ def load_average() -> str:
         return "n/a"
 
 
-def machine_line(threads: dict[str, int] | None = None) -> str:
+def machine_line(threads: dict[str, int | str] | None = None) -> str:
     """One line: CPU model, cores, the threads this benchmark uses, load average (1, 5, 15 min)."""
     if threads is None:
         threads = {}

@@ -22,6 +22,7 @@ import gc
 import json
 import multiprocessing
 import re
+import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -29,9 +30,12 @@ from pathlib import Path
 
 import torch
 
-from layeringdiff.networks.fbdd import FBDD
-from layeringdiff.networks.sd2 import SD2_INPAINTING_UNET_CONFIG, SD2_SCHEDULER_CONFIG, SD2_VAE_CONFIG
-from layeringdiff.training.fbdd_module import FBDDModule
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_line  # noqa: E402
+
+from layeringdiff.networks.fbdd import FBDD  # noqa: E402
+from layeringdiff.networks.sd2 import SD2_INPAINTING_UNET_CONFIG, SD2_SCHEDULER_CONFIG, SD2_VAE_CONFIG  # noqa: E402
+from layeringdiff.training.fbdd_module import FBDDModule  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -177,6 +181,7 @@ def main(argv=None) -> list[dict]:
     print(
         f"# FBDD training benchmark: {args.arch} architecture, {args.size}x{args.size}, {args.precision}, {device_name}"
     )
+    print(machine_line({"torch": args.threads}))
     print(
         "| batch | latent cache | grad ckpt | images/s | x vs plain | images/CPU-s | x vs plain | peak GiB |"
     )
@@ -202,6 +207,7 @@ def main(argv=None) -> list[dict]:
                 )
     if pool is not None:
         pool.close()
+    print(machine_line({"torch": args.threads}))
     if args.json:
         Path(args.json).write_text(
             json.dumps({"args": vars(args), "device": device_name, "rows": rows}, indent=2)

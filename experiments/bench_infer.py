@@ -17,13 +17,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,9 +163,7 @@ def main() -> None:
             bench_classical(args.size, args.repeats),
             f"classical backend, {args.size}x{args.size}, CPU",
         )
-    print(
-        f"torch threads {torch.get_num_threads()}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
-    )
+    print(machine_line())
     print(f"| stage ({title}; median of {args.repeats}) | wall s | CPU s |\n|---|---:|---:|")
     for k, (wall, cpu) in results.items():
         print(f"| {k} | {wall:.3f} | {cpu:.3f} |")

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_line  # noqa: E402
 
 
 def make_pool(n: int, size: int) -> list[dict]:
@@ -136,6 +141,7 @@ def main() -> None:
             f"CPU time {cpu[name] / args.num * 1000:.1f} s per 1,000 ({args.threads} threads)"
         )
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    print(machine_line({"torch": args.threads}))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -21,9 +22,12 @@ from pathlib import Path
 
 from werkzeug.serving import make_server
 
-from layeringdiff.study import CRITERIA, RATED_IMAGES
-from layeringdiff.study.app import create_app
-from layeringdiff.study.demo import build_demo_study
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_line  # noqa: E402
+
+from layeringdiff.study import CRITERIA, RATED_IMAGES  # noqa: E402
+from layeringdiff.study.app import create_app  # noqa: E402
+from layeringdiff.study.demo import build_demo_study  # noqa: E402
 
 
 def session(base: str, token: str, items: list[str], latencies: list[float]) -> None:
@@ -69,6 +73,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=6)
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no per-request log lines
+    print(machine_line({"werkzeug": "a thread per request"}))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         demo = build_demo_study(root / "outputs", ["a", "b"], num_examples=max(3, args.items), size=16)
