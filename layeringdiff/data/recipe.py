@@ -91,7 +91,8 @@ def trimap_uint8(alpha: np.ndarray, fg_kernel: int, bg_kernel: int) -> np.ndarra
     eroded by the same elliptical kernels, without converting the alpha to float first (tested
     equal to the float function).
     """
-    fg, bg = _DEFINITE_FG[alpha], _DEFINITE_BG[alpha]
+    fg = np.greater_equal(alpha, _FG_MIN).view(np.uint8)
+    bg = np.less_equal(alpha, _BG_MAX).view(np.uint8)
     if fg_kernel > 1:
         fg = cv2.erode(fg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (fg_kernel, fg_kernel)))
     if bg_kernel > 1:
@@ -157,7 +158,7 @@ def trimap_to_uint8(trimap: torch.Tensor) -> np.ndarray:
 
 def trimap_uint8_to_values(t: np.ndarray) -> np.ndarray:
     """uint8 trimap (H, W) in {0, 128, 255} (any value: nearest class) -> float32 {0, 0.5, 1}."""
-    return _TRIMAP_LUT[t]
+    return np.take(_TRIMAP_LUT, t)
 
 
 _TRIMAP_LUT = np.full(256, 0.5, np.float32)
@@ -165,5 +166,5 @@ _TRIMAP_LUT[:64] = 0.0
 _TRIMAP_LUT[193:] = 1.0
 # Definite FG / BG of trimap_from_alpha (eps 1e-3) on a uint8 alpha: the float32 thresholds, tabulated.
 _ALPHA_FLOAT = np.arange(256, dtype=np.float32) / np.float32(255.0)
-_DEFINITE_FG = (_ALPHA_FLOAT >= np.float32(1.0 - 1e-3)).astype(np.uint8)
-_DEFINITE_BG = (_ALPHA_FLOAT <= np.float32(1e-3)).astype(np.uint8)
+_FG_MIN = int(np.flatnonzero(_ALPHA_FLOAT >= np.float32(1.0 - 1e-3))[0])  # 255
+_BG_MAX = int(np.flatnonzero(_ALPHA_FLOAT <= np.float32(1e-3))[-1])  # 0
