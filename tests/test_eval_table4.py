@@ -187,9 +187,59 @@ def test_table4_counts_a_user_error_but_a_bug_surfaces(cfg, monkeypatch, error, 
     with open_dict(cfg):
         cfg.eval.lpips = False
     if counted:
-        evaluate(cfg)
+        with pytest.raises(table4.NothingScoredError, match=r"no sample scored for failing \(3 failed\)"):
+            evaluate(cfg)
         row = json.loads((Path(cfg.paths.output_dir) / "table4.json").read_text())["rows"][0]
         assert row["method"] == "failing" and row["failed"] == 3 and row["count"] == 0
     else:
         with pytest.raises(KeyError, match="a bug"):
             evaluate(cfg)
+
+
+def test_table4_method_failing_on_every_sample_ends_the_run_with_exit_1(cfg, monkeypatch):
+    """The smoke chain (set -e) stops when a row would be empty; a method failing on some samples only
+    is counted and the run succeeds."""
+    import layeringdiff.evaluation.table4 as table4
+    from layeringdiff.evaluation.table4_methods import MattingThenLayering
+    from layeringdiff.pipeline.errors import InputError
+    from layeringdiff.pipeline.layering import CompositeCopy
+    from layeringdiff.tasks.common import run_or_exit
+
+    class FailsOn(CompositeCopy):
+        def __init__(self, keys: set[int]):
+            super().__init__()
+            self.keys, self.calls = keys, 0
+
+        def __call__(self, composite, alpha, generator=None, *, trimap=None):
+            self.calls += 1
+            if self.calls in self.keys:
+                raise InputError("no definite foreground")
+            return super().__call__(composite, alpha, generator)
+
+    def methods(some: set[int], every: set[int]):
+        return lambda cfg: {
+            "some": MattingThenLayering(FailsOn(some)),
+            "every": MattingThenLayering(FailsOn(every)),
+        }
+
+    with open_dict(cfg):
+        cfg.eval.lpips = False
+        cfg.eval.figure_samples = 0
+    monkeypatch.setattr(table4, "build_methods", methods({2}, {1, 2, 3}))
+    with pytest.raises(SystemExit) as e:
+        run_or_exit(evaluate, cfg)
+    assert (
+        e.value.code == "error: table4: no sample scored for every (3 failed); the reasons are in the log "
+        "and in table4_samples.jsonl (`failed`)"
+    )
+    rows = {
+        r["method"]: r for r in json.loads((Path(cfg.paths.output_dir) / "table4.json").read_text())["rows"]
+    }
+    assert (rows["some"]["count"], rows["some"]["failed"]) == (2, 1)
+    assert (rows["every"]["count"], rows["every"]["failed"]) == (0, 3)
+    # the same failures on some samples only: the run succeeds (in a fresh folder)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(Path(cfg.paths.output_dir) / "partial")
+    monkeypatch.setattr(table4, "build_methods", methods({2}, {1}))
+    result = run_or_exit(evaluate, cfg)
+    assert result["some/fg_mad"] is not None and result["every/fg_mad"] is not None

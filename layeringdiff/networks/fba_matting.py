@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from layeringdiff.compositing import check_trimap
+from layeringdiff.errors import MissingFileError, UserError
 from layeringdiff.networks.fba import FBANet
 from layeringdiff.weights import MissingWeightsError, resolve_pretrained
 
@@ -31,6 +32,10 @@ COMPONENT = "FBA Matting"
 ENCODING_SIGMAS = tuple(f * 320.0 for f in (0.02, 0.08, 0.16))
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 MULTIPLE = 8  # the network's output stride
+
+
+class FBAWeightsError(UserError, ValueError):
+    """A checkpoint or converted folder that is not the FBA network's (one line)."""
 
 
 def two_channel_trimap(trimap: torch.Tensor) -> torch.Tensor:
@@ -146,7 +151,7 @@ def load_pretrained(path: str | os.PathLike) -> FBANet:
 
     Raises:
         MissingWeightsError: one line saying where the folder was sought and how to make it.
-        ValueError: the folder's weights do not fit its config.
+        FBAWeightsError: the folder's weights do not fit its config.
     """
     from safetensors.torch import load_file
 
@@ -157,9 +162,14 @@ def load_pretrained(path: str | os.PathLike) -> FBANet:
     try:
         config = json.loads((root / CONFIG_NAME).read_text())
         net = FBANet(**config)
-    except (json.JSONDecodeError, TypeError) as e:
-        raise ValueError(f"{COMPONENT}: bad {root / CONFIG_NAME}: {e}") from None
-    load_strict(net, load_file(str(root / WEIGHTS_NAME)), str(root / WEIGHTS_NAME))
+    except (TypeError, ValueError) as e:  # not JSON, unknown keys, widths that do not fit
+        raise FBAWeightsError(f"{COMPONENT}: bad {root / CONFIG_NAME}: {e}") from None
+    weights = root / WEIGHTS_NAME
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # safetensors' own error type for a truncated or foreign file
+        raise FBAWeightsError(f"{COMPONENT}: cannot read {weights}: {e}") from None
+    load_strict(net, state, str(weights))
     return net.eval()
 
 
@@ -169,7 +179,7 @@ def load_strict(net: FBANet, state: dict[str, torch.Tensor], source: str) -> Non
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[1:3]
-        raise ValueError(
+        raise FBAWeightsError(
             f"{COMPONENT}: {source} does not match the network: {' '.join(first).strip()}"
         ) from None
 
@@ -178,17 +188,17 @@ def read_released(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The authors' ``FBA.pth`` as a state dict, unpickled with ``weights_only=True`` (tensors only)."""
     checkpoint = Path(checkpoint).expanduser()
     if not checkpoint.is_file():
-        raise FileNotFoundError(f"{COMPONENT}: no checkpoint at {checkpoint.resolve()}")
+        raise MissingFileError(f"{COMPONENT}: no checkpoint at {checkpoint.resolve()}")
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, or a pickle with more than tensors
-        raise ValueError(
+        raise FBAWeightsError(
             f"{COMPONENT}: cannot read {checkpoint} as a weights-only state dict ({e})"
         ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{COMPONENT}: {checkpoint} is not a state dict of tensors")
+        raise FBAWeightsError(f"{COMPONENT}: {checkpoint} is not a state dict of tensors")
     if state and all(k.startswith("module.") for k in state):  # saved from a DataParallel wrapper
         state = {k.removeprefix("module."): v for k, v in state.items()}
     return state
