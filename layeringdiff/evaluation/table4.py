@@ -168,6 +168,20 @@ def _write(cfg: DictConfig, out: Path, rows: list[dict], total: int, corrupt: in
     log_results(cfg, "table4", rows, {"figure": figure} if figure else None)
 
 
+class NothingScoredError(UserError, RuntimeError):
+    """A method scored no sample (it failed on every one): its row would be empty."""
+
+
+def _require_scores(rows: list[dict]) -> None:
+    """Fail the run (after the tables are written) when a method scored no sample."""
+    empty = [f"{r['method']} ({r['failed']} failed)" for r in rows if r["count"] == 0]
+    if empty:
+        raise NothingScoredError(
+            f"table4: no sample scored for {', '.join(empty)}; the reasons are in the log and in "
+            "table4_samples.jsonl (`failed`)"
+        )
+
+
 def run(cfg: DictConfig) -> dict:
     """Evaluate every method in ``cfg.eval.methods`` on ``cfg.eval.dataset``; write ``table4.*``,
     ``table4_samples.jsonl`` and ``table4_figure.png``. Returns ``{"<method>/<fg|bg>_<metric>": mean}``."""
@@ -202,4 +216,5 @@ def run(cfg: DictConfig) -> dict:
     _write(
         cfg, out, rows, total, corrupt, _figure(fig_dir, fig_keys, list(methods), out / "table4_figure.png")
     )
+    _require_scores(rows)
     return {f"{r['method']}/{c}": r[c] for r in rows for c, _ in COLUMNS[1:]}
