@@ -6,8 +6,8 @@ ViTMatte, closed-form matting offline, or the ground-truth alpha when ``null``),
 the ``configs/layering/`` group (:class:`layeringdiff.pipeline.layering.Layering`) makes F and B.
 The pieces are the inference pipeline's own; nothing is re-implemented here.
 
-FBA Matting is not bundled: a user with its code and weights plugs it in as ``eval.matting``
-(a callable ``image, trimap -> alpha``), or as a layering member that reads the ``trimap``.
+FBA Matting's rows (``fba``, ``fba_inpaint``) are layering members that read the ``trimap``
+(:class:`layeringdiff.pipeline.fba_layering.FBALayering`).
 """
 
 from __future__ import annotations
