@@ -269,6 +269,7 @@ def test_ema_weights_are_used_for_sampling_and_export(repo, null_cache, tmp_path
 
 def test_validation_grid_shows_both_layers_with_a_companion(repo, null_cache, fbdd, tmp_path):
     from layeringdiff.training.fbdd_module import layer_grid
+    from layeringdiff.training.grids import HEADER_HEIGHT
 
     companion = fbdd.save_pretrained(tmp_path / "fg_export")  # a foreground model
     module = FBDDModule(
@@ -290,9 +291,10 @@ def test_validation_grid_shows_both_layers_with_a_companion(repo, null_cache, fb
     row = module._val_images[0]
     expected_fg = fbdd.decompose(composite, alpha, 2, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(row["foreground_hat"], expected_fg, atol=0, rtol=0)
-    grid = layer_grid(module._val_images)  # 2 rows x 6 tiles of 32 px, 2 px padding
-    assert grid.shape == (3, 2 + 2 * 34, 2 + 6 * 34)
-    torch.testing.assert_close(grid[:, 2:34, 2 + 3 * 34 : 34 + 3 * 34], row["background_hat"][0])
+    grid = layer_grid(module._val_images)  # header, 2 rows x 6 tiles of 32 px, 2 px padding
+    top = HEADER_HEIGHT + 2
+    assert grid.shape == (3, HEADER_HEIGHT + 2 + 2 * 34, 2 + 6 * 34)
+    torch.testing.assert_close(grid[:, top : top + 32, 2 + 3 * 34 : 34 + 3 * 34], row["background_hat"][0])
     with pytest.raises(FBDDInputError, match="other layer"):
         FBDDModule(
             str(repo), layer="foreground", null_prompt_cache=str(null_cache), val_companion=str(companion)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from layeringdiff.networks.fbdd import FBDD, FBDDInputError
+from layeringdiff.training.grids import labelled_grid, log_grid
 
 log = logging.getLogger(__name__)
 
@@ -281,13 +282,15 @@ class FBDDModule(pl.LightningModule):
         return out
 
 
+GRID_COLUMNS = ["composite", "alpha", "F_hat", "B_hat", "F (gt)", "B (gt)"]
+
+
 def layer_grid(rows: list[dict[str, torch.Tensor]]) -> torch.Tensor:
-    """One row per image: composite | alpha | F_hat | B_hat | F | B (ground truth), as (3, H', W').
+    """A header row naming the columns, then one row per image: composite | alpha | F_hat | B_hat |
+    F | B (ground truth), as (3, H', W').
 
     A layer no model predicted (the other layer, without ``val_companion``) is a grey tile.
     """
-    from torchvision.utils import make_grid
-
     tiles = []
     for r in rows:
         blank = torch.full_like(r["composite"], 0.5)
@@ -300,23 +303,4 @@ def layer_grid(rows: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         ]
         for i in range(r["composite"].shape[0]):
             tiles += [c[i] for c in columns]
-    return make_grid(torch.stack([t.detach().float().cpu() for t in tiles]), nrow=6, padding=2, pad_value=1.0)
-
-
-def log_grid(module: pl.LightningModule, grid: torch.Tensor, name: str) -> Path:
-    """Save the grid as a PNG in the run folder and hand it to every image-capable logger."""
-    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
-    from layeringdiff.images import save_png
-
-    step = module.global_step
-    path = (
-        Path(module.trainer.default_root_dir) / "val_images" / f"{name.replace('/', '_')}_step{step:07d}.png"
-    )
-    save_png(grid, path)
-    for logger in module.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_image(key=name, images=[str(path)], step=step)
-        elif isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_image(name, grid, step)
-    return path
+    return labelled_grid(tiles, GRID_COLUMNS)

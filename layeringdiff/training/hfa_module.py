@@ -24,6 +24,7 @@ from layeringdiff.data.splits import stable_seed
 from layeringdiff.errors import ConfigError
 from layeringdiff.networks.haar import haar_highfreq_loss
 from layeringdiff.networks.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, normalize_layer
+from layeringdiff.training.grids import labelled_grid, log_grid
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ class HFAModule(pl.LightningModule):
         refined = self(batch["composite"], batch["alpha"], fbdd)
         losses = self.losses(refined, batch[self.layer], fbdd)
         bs = fbdd.shape[0]
-        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=bs)
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)  # shown in the progress bar
+        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=bs)
         return losses["loss"]
 
     def inference_net(self) -> HFANet:
@@ -240,8 +242,6 @@ class HFAModule(pl.LightningModule):
                 self.log(f"val/{name}", metric.compute())
             metric.reset()
         if self._grid_rows and not self.trainer.sanity_checking:
-            from layeringdiff.training.fbdd_module import log_grid
-
             log_grid(self, hfa_grid(self._grid_rows), f"val/grid_{self.layer}")
         self._grid_rows = []
 
@@ -254,9 +254,8 @@ class HFAModule(pl.LightningModule):
 
 
 def hfa_grid(rows: list[dict[str, torch.Tensor]]) -> torch.Tensor:
-    """One row per image: composite | alpha | FBDD layer | refined | ground truth, as (3, H', W')."""
-    from torchvision.utils import make_grid
-
+    """A header row naming the columns, then one row per image: composite | alpha | FBDD layer |
+    refined | ground truth, as (3, H', W')."""
     tiles = []
     for r in rows:
         for i in range(r["alpha"].shape[0]):
@@ -267,4 +266,4 @@ def hfa_grid(rows: list[dict[str, torch.Tensor]]) -> torch.Tensor:
                 r["refined"][i],
                 r["gt"][i],
             ]
-    return make_grid(torch.stack([t.detach().float().cpu() for t in tiles]), nrow=5, padding=2, pad_value=1.0)
+    return labelled_grid(tiles, ["composite", "alpha", "FBDD", "refined", "gt"])
