@@ -31,8 +31,8 @@ def smoke_cfg(tmp_path: Path, run: str, overrides: list[str]):
     return cfg
 
 
-def train_losses(run_dir: Path) -> dict[int, float]:
-    rows = csv.DictReader(next(run_dir.glob("csv/version_*/metrics.csv")).read_text().splitlines())
+def train_losses(run_dir: Path, version: int = 0) -> dict[int, float]:
+    rows = csv.DictReader(open(run_dir / "csv" / f"version_{version}" / "metrics.csv"))
     return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
 
 
@@ -96,12 +96,15 @@ def test_smoke_trains_exports_and_resumes_exactly(tmp_path):
     assert not any(k.startswith("fbdd.vae.") for k in state), "the frozen VAE is not checkpointed"
     resume = ["trainer.max_steps=4", "trainer.val_check_interval=100", f"ckpt_path={ckpt}"]
     train(smoke_cfg(tmp_path, "resumed", common + resume))
+    # the resumed run continues in the stopped run's folder: a second CSV version, the same checkpoints
+    assert not (tmp_path / "resumed" / "checkpoints").exists()
+    assert "`max_steps=4` reached" in (tmp_path / "stopped" / "fbdd_smoke.log").read_text()
 
     full_losses = train_losses(full)
-    stopped, resumed = train_losses(tmp_path / "stopped"), train_losses(tmp_path / "resumed")
+    stopped, resumed = train_losses(tmp_path / "stopped"), train_losses(tmp_path / "stopped", 1)
     assert len(full_losses) == 4 and len(stopped) == 2 and len(resumed) == 2
     assert {**stopped, **resumed} == full_losses, "per-step losses differ after resuming"
-    final = assert_resumed_equals_uninterrupted(full, tmp_path / "resumed")
+    final = assert_resumed_equals_uninterrupted(full, tmp_path / "stopped")
     # the EMA and the LR schedule were really on (otherwise this test would check less than it says)
     weights = final["state_dict"]
     ema_keys = [k for k in weights if k.startswith("ema.module.")]

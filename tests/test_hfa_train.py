@@ -81,9 +81,10 @@ def test_hfa_smoke_trains_and_exports_a_loadable_model(tmp_path):
             f"ckpt_path={tmp_path / 'run'}",
         ],
     )
-    train(cfg)
-    resumed = torch.load(tmp_path / "resumed" / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert resumed["global_step"] == 6
+    train(cfg)  # continues in the earlier run folder
+    resumed = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == 6, sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert not (tmp_path / "resumed" / "run" / "checkpoints").exists()
 
 
 def hfa_losses(run_dir: Path) -> dict[int, float]:

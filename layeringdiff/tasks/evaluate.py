@@ -9,6 +9,7 @@ numbers. Re-running with the same run folder (``hydra.run.dir=<old run>``) resum
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -46,4 +47,33 @@ def evaluate(cfg: DictConfig) -> dict:
 
         torch.manual_seed(int(cfg.seed))
     log.info("Evaluation <%s> into %s", runner, output_dir)
-    return run(cfg)
+    started = time.time() - 1.0  # file systems with coarse time stamps
+    result = run(cfg)
+    print(outputs_report(output_dir, started), flush=True)
+    return result
+
+
+def outputs_report(output_dir: Path, since: float) -> str:
+    """The tables (``*.md``) written since ``since`` in full, then every file and folder written.
+
+    Folders (e.g. one per prompt) are listed once with their count of new files.
+    """
+    skip = {"config.yaml", ".hydra"}
+    new = sorted(
+        p
+        for p in output_dir.rglob("*")
+        if p.is_file()
+        and p.stat().st_mtime >= since
+        and not skip & set(p.relative_to(output_dir).parts)
+        and p.suffix != ".log"
+    )
+    lines = [p.read_text().rstrip() + "\n" for p in new if p.suffix == ".md" and p.parent == output_dir]
+    entries: dict[str, int] = {}
+    for p in new:
+        top = p.relative_to(output_dir).parts[0]
+        entries[top] = entries.get(top, 0) + 1
+    lines.append(f"Wrote {len(new)} file(s) into {output_dir}:")
+    for name, count in sorted(entries.items()):
+        folder = (output_dir / name).is_dir()
+        lines.append(f"  {name}/ ({count} files)" if folder else f"  {name}")
+    return "\n".join(lines)
