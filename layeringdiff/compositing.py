@@ -1,6 +1,6 @@
 """Eq. 1 of the paper and the alpha / trimap helpers shared by data, models and pipeline.
 
-Tensor contract (DESIGN.md): images are float in [0, 1] with shape (B, 3, H, W), alpha is
+Tensor contract (docs/architecture.md): images are float in [0, 1] with shape (B, 3, H, W), alpha is
 (B, 1, H, W) in [0, 1] and a trimap is (B, 1, H, W) with values in {0, 0.5, 1}. Unbatched
 (C, H, W) tensors are accepted wherever noted.
 """
@@ -116,8 +116,15 @@ def trimap_from_alpha(
     return _from_masks(out, batched, alpha)
 
 
+# Matte-Anything's trimap from a mask: a 10x10 kernel, 5 erosions and 5 dilations.
+TRIMAP_KERNEL_SIZE, TRIMAP_ITERATIONS = 10, 5
+
+
 def trimap_from_mask(
-    mask: torch.Tensor, kernel_size: int = 10, erode_iterations: int = 5, dilate_iterations: int = 5
+    mask: torch.Tensor,
+    kernel_size: int = TRIMAP_KERNEL_SIZE,
+    erode_iterations: int = TRIMAP_ITERATIONS,
+    dilate_iterations: int = TRIMAP_ITERATIONS,
 ) -> torch.Tensor:
     """Matte-Anything trimap from a binary mask: eroded -> 1, dilated band -> 0.5, rest -> 0.
 

@@ -57,3 +57,36 @@ def test_data_options_share_the_base_and_set_their_own_dataset():
             assert data[key] == own.get(key, value), (path.name, key)
         targets.add(data["dataset._target_"])
     assert len(targets) == len(list((CONFIGS / "data").glob("*.yaml")))  # each names its own dataset
+
+
+def restated_defaults(node) -> dict:
+    """Keys of a ``_target_`` node whose YAML value equals the target's own default (duplicates)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    params = inspect.signature(get_object(node._target_)).parameters
+    raw = OmegaConf.to_container(node, resolve=False)  # interpolations stay strings, never defaults
+    return {
+        k: raw[k]
+        for k, p in params.items()
+        if k in raw and p.default is not inspect.Parameter.empty and raw[k] == p.default
+    }
+
+
+# The paper's constants: defined once in code, never restated in YAML.
+CONSTANTS = {"haar_weight", "haar_levels", "copy_threshold", "box_threshold", "text_threshold"}
+CONSTANTS |= {"transparency_box_threshold", "transparency_text_threshold", "transparency_query"}
+CONSTANTS |= {"kernel_size", "erode_iterations", "dilate_iterations"}
+
+
+@pytest.mark.parametrize("config, path", [("model/hfa.yaml", ""), ("eval/table1.yaml", "segmenter")])
+def test_yaml_does_not_restate_the_paper_constants(config, path):
+    node = OmegaConf.load(CONFIGS / config)
+    node = OmegaConf.select(node, path) if path else node
+    assert CONSTANTS & set(restated_defaults(node)) == set()
+
+
+def test_restated_default_is_found():
+    node = OmegaConf.create({"_target_": "layeringdiff.metrics.miou.GroundedSam", "box_threshold": 0.25})
+    assert restated_defaults(node) == {"box_threshold": 0.25}

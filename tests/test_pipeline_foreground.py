@@ -202,7 +202,7 @@ def test_offload_moves_every_model_to_the_device_while_it_runs(tiny_foreground, 
     # else its weights and the inputs end up on different devices on a GPU.
     from contextlib import contextmanager
 
-    import layeringdiff.pipeline.foreground as fg_module
+    import layeringdiff.pipeline.hf_models as fg_module
 
     entered = []
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from layeringdiff.pipeline.hf_models import BOX_THRESHOLD, TEXT_THRESHOLD
+
 Segmenter = Callable[[Image.Image, str], "np.ndarray | None"]
 """``segment(image, prompt) -> bool mask (H, W)`` of the prompted object, or ``None`` if not found."""
 
@@ -54,7 +56,9 @@ class GroundedSam:
         box_threshold, text_threshold: Grounding DINO thresholds (0.25 / 0.25, as for the foreground).
     """
 
-    def __init__(self, detector, sam, box_threshold: float = 0.25, text_threshold: float = 0.25) -> None:
+    def __init__(
+        self, detector, sam, box_threshold: float = BOX_THRESHOLD, text_threshold: float = TEXT_THRESHOLD
+    ) -> None:
         self.detector, self.sam = detector, sam
         self.box_threshold, self.text_threshold = box_threshold, text_threshold
 
@@ -64,8 +68,8 @@ class GroundedSam:
         grounding_dino: str,
         sam: str,
         device: str = "cpu",
-        box_threshold: float = 0.25,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
     ) -> GroundedSam:
         """Load both models from local folders / cached HF ids (``layeringdiff.weights``)."""
         from layeringdiff.pipeline.hf_models import GroundingDetector, SamSegmenter

@@ -19,10 +19,26 @@ import cv2
 import numpy as np
 import torch
 
-from layeringdiff.compositing import TRIMAP_BG, TRIMAP_FG, TRIMAP_UNKNOWN, check_trimap, trimap_from_mask
+from layeringdiff.compositing import (
+    TRIMAP_BG,
+    TRIMAP_FG,
+    TRIMAP_ITERATIONS,
+    TRIMAP_KERNEL_SIZE,
+    TRIMAP_UNKNOWN,
+    check_trimap,
+    trimap_from_mask,
+)
 from layeringdiff.images import tensor_to_uint8
 from layeringdiff.pipeline.errors import InputError, NoForegroundError
-from layeringdiff.pipeline.hf_models import GroundingDetector, SamSegmenter, VitMatteMatting
+from layeringdiff.pipeline.hf_models import (
+    BOX_THRESHOLD,
+    TEXT_THRESHOLD,
+    TRANSPARENCY_BOX_THRESHOLD,
+    TRANSPARENCY_TEXT_THRESHOLD,
+    GroundingDetector,
+    SamSegmenter,
+    VitMatteMatting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,14 +175,14 @@ class ForegroundDetermination:
         detector: GroundingDetector | None = None,
         segmenter: SamSegmenter | None = None,
         matting: VitMatteMatting | None = None,
-        box_threshold: float = 0.25,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
         transparency_query: str | None = TRANSPARENCY_QUERY,
-        transparency_box_threshold: float = 0.5,
-        transparency_text_threshold: float = 0.25,
-        kernel_size: int = 10,
-        erode_iterations: int = 5,
-        dilate_iterations: int = 5,
+        transparency_box_threshold: float = TRANSPARENCY_BOX_THRESHOLD,
+        transparency_text_threshold: float = TRANSPARENCY_TEXT_THRESHOLD,
+        kernel_size: int = TRIMAP_KERNEL_SIZE,
+        erode_iterations: int = TRIMAP_ITERATIONS,
+        dilate_iterations: int = TRIMAP_ITERATIONS,
     ):
         self.detector, self.segmenter, self.matting = detector, segmenter, matting
         self.box_threshold, self.text_threshold = box_threshold, text_threshold

@@ -18,6 +18,11 @@ from layeringdiff.pipeline.errors import InputError
 from layeringdiff.pipeline.offload import on_device, placement
 from layeringdiff.weights import resolve_pretrained
 
+# Matte-Anything's Grounding DINO thresholds: the foreground query (also FG-MIoU's) and the
+# transparency query. The one place these numbers live; configs override them only when they differ.
+BOX_THRESHOLD, TEXT_THRESHOLD = 0.25, 0.25
+TRANSPARENCY_BOX_THRESHOLD, TRANSPARENCY_TEXT_THRESHOLD = 0.5, 0.25
+
 
 def detection_text(query: str) -> str:
     """Grounding DINO caption: lower-case phrases joined with ". " and ending in "."
