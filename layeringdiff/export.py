@@ -1,7 +1,7 @@
 """Layered files artists open: the PNG set, Photoshop PSD and OpenRaster (.ora).
 
 A decomposition is a background (3, H, W) and foregrounds (3, H, W) with alphas (1, H, W),
-foregrounds ordered top-most first (DESIGN.md). :func:`save_decomposition` writes the whole
+foregrounds ordered top-most first (docs/architecture.md). :func:`save_decomposition` writes the whole
 output folder into a temporary sibling and renames it into place when complete, so a folder
 that exists is always complete.
 """
@@ -193,7 +193,7 @@ def save_decomposition(
     alphas: Sequence[torch.Tensor],
     meta: Mapping,
 ) -> Path:
-    """Write the output folder of one decomposition (DESIGN.md "Outputs of a decomposition").
+    """Write the output folder of one decomposition (docs/architecture.md, "Output folder of a decomposition").
 
     One foreground: ``foreground.png`` (RGBA) and ``alpha.png``; N: ``foreground_1..N.png`` and
     ``alpha_1..N.png``, top-most first. Also ``composite.png``, ``background.png``,

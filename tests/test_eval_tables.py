@@ -12,7 +12,7 @@ from layeringdiff.tasks.evaluate import evaluate
 
 
 def write_outputs(root: Path, n: int, seed: int, size: int = 32) -> Path:
-    """DESIGN.md output folders with a square foreground at a known place."""
+    """Output folders (docs/architecture.md layout) with a square foreground at a known place."""
     rng = np.random.default_rng(seed)
     for i in range(n):
         d = root / f"p{i:04d}"

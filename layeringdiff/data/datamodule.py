@@ -3,7 +3,7 @@
 The source is injected as a partial dataset constructor (Hydra ``_partial_: true``) that the
 module calls once per split as ``dataset(split=..., num_samples=..., size=..., seed=...)``:
 ``SyntheticLayers`` (``data=synthetic``), ``FolderComposites`` (``data=folders``) or
-``ShardDataset`` (``data=shards``). Batches are default-collated sample dicts (DESIGN.md).
+``ShardDataset`` (``data=shards``). Batches are default-collated sample dicts (docs/architecture.md, training sample keys).
 """
 
 from __future__ import annotations
@@ -46,7 +46,20 @@ def merge_sidecars(sample: dict, dirs: Sequence[str]) -> dict:
     return sample
 
 
-class SidecarDataset(Dataset):
+class _Sidecars:
+    """What both sidecar wrappers hold: the wrapped data set, the folders, the missing-file policy."""
+
+    def __init__(self, dataset, dirs: Sequence[str], missing: str = "error") -> None:
+        if missing not in ("error", "skip"):
+            raise ConfigError(f"missing_sidecar must be 'error' or 'skip', got {missing!r}")
+        self.dataset, self.dirs, self.missing = dataset, list(dirs), missing
+        self.skipped: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+class SidecarDataset(_Sidecars, Dataset):
     """Map-style wrapper merging sidecars into each sample.
 
     Args:
@@ -55,15 +68,6 @@ class SidecarDataset(Dataset):
         missing: "error" (default: raise ``MissingSidecarError``) or "skip" (use the next sample
             that has all its sidecars; the skipped keys are counted in ``skipped``).
     """
-
-    def __init__(self, dataset: Dataset, dirs: Sequence[str], missing: str = "error") -> None:
-        if missing not in ("error", "skip"):
-            raise ConfigError(f"missing_sidecar must be 'error' or 'skip', got {missing!r}")
-        self.dataset, self.dirs, self.missing = dataset, list(dirs), missing
-        self.skipped: dict[str, str] = {}
-
-    def __len__(self) -> int:
-        return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
         n = len(self.dataset)
@@ -79,17 +83,8 @@ class SidecarDataset(Dataset):
         raise MissingSidecarError(f"no sample of {n} has all sidecars in {self.dirs}")
 
 
-class SidecarIterable(IterableDataset):
+class SidecarIterable(_Sidecars, IterableDataset):
     """Streaming counterpart of :class:`SidecarDataset` (``missing="skip"`` drops the sample)."""
-
-    def __init__(self, dataset: IterableDataset, dirs: Sequence[str], missing: str = "error") -> None:
-        if missing not in ("error", "skip"):
-            raise ConfigError(f"missing_sidecar must be 'error' or 'skip', got {missing!r}")
-        self.dataset, self.dirs, self.missing = dataset, list(dirs), missing
-        self.skipped: dict[str, str] = {}
-
-    def __len__(self) -> int:
-        return len(self.dataset)
 
     def set_epoch(self, epoch: int, **resume) -> None:
         if hasattr(self.dataset, "set_epoch"):
@@ -145,7 +140,7 @@ def _worker_init(_: int) -> None:
 
 
 class LayerDataModule(pl.LightningDataModule):
-    """Loaders of composite samples (DESIGN.md contract) for training and evaluation.
+    """Loaders of composite samples (docs/architecture.md contract) for training and evaluation.
 
     Args:
         dataset: partial constructor called as ``dataset(split=, num_samples=, size=, seed=)``;

@@ -1,7 +1,7 @@
 """The paper's composite recipe: resize, centre crop, C = aF + (1-a)B, and a seeded random trimap.
 
 Images enter as uint8 arrays (H, W, C) and leave as float tensors in [0, 1] (the tensor contract of
-DESIGN.md). Quantising every layer to uint8 *before* compositing means a sample is a pure function
+docs/architecture.md). Quantising every layer to uint8 *before* compositing means a sample is a pure function
 of three 8-bit images plus the trimap, so shards (lossless PNG) reproduce it bit for bit.
 """
 

@@ -2,7 +2,7 @@
 
 Composes ``configs/infer.yaml`` with ``prompts=<file> out=<run>/samples`` plus
 ``eval.infer_overrides`` and calls :func:`layeringdiff.tasks.infer.infer`. The output folder
-(one DESIGN.md folder per prompt id) is what ``eval=table1`` / ``eval=table2`` / the user study
+(one output folder per prompt id, docs/architecture.md) is what ``eval=table1`` / ``eval=table2`` / the user study
 score. Finished folders are skipped, so re-running with the same run folder resumes.
 """
 

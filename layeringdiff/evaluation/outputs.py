@@ -1,4 +1,4 @@
-"""Read method outputs laid out as in DESIGN.md: one folder per sample with ``composite.png``,
+"""Read method outputs laid out as in docs/architecture.md (output folder): one folder per sample with ``composite.png``,
 ``foreground.png`` (RGBA) or ``foreground_1.png``, ``background.png``, ``alpha.png``, ``meta.json``.
 
 Any method (ours, LayerDiffuse run elsewhere, baselines) written in this layout is scored the same way.

@@ -1,6 +1,6 @@
 """What a study shows: the examples every method produced, their prompts, and blinded ids.
 
-A method is a folder of decomposition outputs in the DESIGN.md layout: one sub-folder per example
+A method is a folder of decomposition outputs in the docs/architecture.md layout: one sub-folder per example
 (found at any depth by its ``composite.png``) holding ``foreground.png`` (RGBA; for multi-layer
 outputs the top-most ``foreground_1.png``), ``background.png``, ``composite.png`` and
 ``meta.json``. An example is identified by its folder path relative to the method folder, so the

@@ -1,7 +1,7 @@
 """A small synthetic study: output folders for a few fake methods, for trying the server and tests.
 
 ``python -m layeringdiff.study demo OUT`` writes ``OUT/<method>/<example>/{composite,foreground,
-background,alpha}.png + meta.json`` (DESIGN.md layout) and ``OUT/prompts.json``. The images are
+background,alpha}.png + meta.json`` (docs/architecture.md layout) and ``OUT/prompts.json``. The images are
 procedural (a disc over a gradient); methods differ by how much noise they add. Each PNG carries a
 text chunk naming its method, which the server must strip (a blinding check).
 """
