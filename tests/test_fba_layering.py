@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -127,3 +128,38 @@ def test_table4_lists_the_fba_rows_and_runs_them_on_a_tiny_build(tmp_path, tiny_
     assert result["fba/fg_mad"] == pytest.approx(result["fba_inpaint/fg_mad"])  # F untouched
     assert result["fba/bg_mad"] != pytest.approx(result["fba_inpaint/bg_mad"])  # B inpainted
     assert result["fba/fg_mad"] != pytest.approx(result["copy/fg_mad"])
+
+
+def test_infer_with_the_fba_member_on_the_tiny_pipeline(tmp_path, tmp_path_factory):
+    """``infer.py pipeline=tiny layering=fba image=... trimap=...``: the tiny FBA folder is built,
+    the member gets the trimap, and F is the image on its definite foreground."""
+    from PIL import Image
+
+    from layeringdiff.tasks.infer import infer
+
+    cache = tmp_path_factory.getbasetemp() / "tiny_cache"  # the tiny repos tests/test_infer.py builds
+    g = torch.Generator().manual_seed(5)
+    image = torch.rand(3, 48, 40, generator=g)
+    trimap = torch.zeros(48, 40)
+    trimap[8:40, 8:32] = 0.5
+    trimap[16:32, 14:26] = 1.0
+    Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(tmp_path / "im.png")
+    Image.fromarray((trimap.numpy() * 255).round().astype("uint8")).save(tmp_path / "tri.png")
+    overrides = [
+        f"paths.output_dir={tmp_path / 'run'}", f"paths.log_dir={tmp_path / 'logs'}",
+        f"paths.cache_dir={cache}", "progress=false", "pipeline=tiny", "layering=fba",
+        f"image={tmp_path / 'im.png'}", f"trimap={tmp_path / 'tri.png'}", f"out={tmp_path / 'out'}",
+    ]  # fmt: skip
+    with initialize_config_dir(CONFIGS, version_base="1.3"):
+        cfg = compose("infer", overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    assert cfg.layering.weights == str(cache / "tiny" / "layering" / "fba")
+    infer(cfg)
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["layering"] == "fba"
+    fg = torch.from_numpy(np.array(Image.open(tmp_path / "out" / "foreground.png"))).float()
+    inside = trimap == 1
+    rgb = (image.permute(1, 2, 0) * 255).round()
+    assert (fg[..., :3][inside] - rgb[inside]).abs().max() <= 1

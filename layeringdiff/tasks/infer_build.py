@@ -92,6 +92,10 @@ def build_tiny(cfg: DictConfig) -> None:
         from layeringdiff.tiny import layering as tiny_layering
 
         tiny_layering.build(cfg.layering)
+    if str(cfg.layering.get("_target_", "")).startswith("layeringdiff.pipeline.fba_layering."):
+        from layeringdiff.tiny import fba as tiny_fba
+
+        tiny_fba.build(cfg.layering.weights)
 
 
 def build_pipeline(cfg: DictConfig, text_mode: bool, device: torch.device, dtype: torch.dtype):
