@@ -10,11 +10,13 @@ float32 layers on the CPU. The members of the ``configs/layering/`` group:
 * ``germer`` -- :class:`GermerLayering`: Germer et al. F and B, nothing inpainted;
 * ``copy`` -- :class:`CompositeCopy`: F = B = the composite, the floor every method must beat;
 * ``layeringdiff`` -- :class:`LayeringDiffLayering`: the paper's FBDD (two latent-diffusion
-  UNets) then HFA (FAN / BAN with exact copy-through), loaded from their exported folders.
+  UNets) then HFA (FAN / BAN with exact copy-through), loaded from their exported folders;
+* ``fba`` / ``fba_inpaint`` -- :class:`layeringdiff.pipeline.fba_layering.FBALayering`: FBA
+  Matting's own F and B from image + trimap (its B inpainted where alpha > 0.95 for the latter).
 
 ``trimap`` (1, H, W) is the trimap the alpha came from when there is one (``None`` when the
-alpha was given); the members here ignore it. A member that needs the trimap or the image
-itself (e.g. FBA Matting, which predicts F, B and alpha from image + trimap) reads it there.
+alpha was given); the members in this module ignore it. A member that needs the trimap or the
+image itself (FBA Matting, which predicts F, B and alpha from image + trimap) reads it there.
 Every member is built by Hydra through ``from_pretrained(device=, dtype=, offload=, **config)``
 and has a ``name`` (the member name, recorded in ``meta.json`` and used as the Table 4 row).
 """
