@@ -3,7 +3,7 @@
 The source is injected as a partial dataset constructor (Hydra ``_partial_: true``) that the
 module calls once per split as ``dataset(split=..., num_samples=..., size=..., seed=...)``:
 ``SyntheticLayers`` (``data=synthetic``), ``FolderComposites`` (``data=folders``) or
-``ShardDataset`` (``data=shards``). Batches are default-collated sample dicts (DESIGN.md).
+``ShardDataset`` (``data=shards``). Batches are default-collated sample dicts (docs/architecture.md, training sample keys).
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def _worker_init(_: int) -> None:
 
 
 class LayerDataModule(pl.LightningDataModule):
-    """Loaders of composite samples (DESIGN.md contract) for training and evaluation.
+    """Loaders of composite samples (docs/architecture.md contract) for training and evaluation.
 
     Args:
         dataset: partial constructor called as ``dataset(split=, num_samples=, size=, seed=)``;
