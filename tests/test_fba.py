@@ -224,6 +224,28 @@ def test_converter_never_unpickles_code(tmp_path):
         main(["--checkpoint", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "o")])
 
 
+def test_convert_cli_writes_a_loadable_folder_and_keeps_an_existing_one(tmp_path, monkeypatch):
+    import functools
+
+    import layeringdiff.networks.fba_matting as fm
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+    try:
+        from convert_fba import main
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(fm, "FBANet", functools.partial(FBANet, **TINY))  # the CLI builds the full size
+    state = tiny_net(seed=4).state_dict()
+    torch.save(state, tmp_path / "FBA.pth")
+    out = main(["--checkpoint", str(tmp_path / "FBA.pth"), "--out", str(tmp_path / "weights" / "fba")])
+    got = load_pretrained(out).state_dict()
+    assert all(torch.equal(got[k], v) for k, v in state.items())
+    before = (out / "model.safetensors").read_bytes()
+    with pytest.raises(SystemExit, match="already exists and is not empty"):
+        main(["--checkpoint", str(tmp_path / "FBA.pth"), "--out", str(out)])
+    assert (out / "model.safetensors").read_bytes() == before
+
+
 def test_missing_weights_is_one_line_with_the_conversion_hint(tmp_path):
     with pytest.raises(MissingWeightsError) as e:
         FBAMatting.from_pretrained(tmp_path / "weights" / "fba")
