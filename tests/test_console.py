@@ -104,3 +104,22 @@ def test_infer_help_explains_infers_own_keys():
     for member in ("classical", "layeringdiff", "germer_inpaint", "fba"):
         assert member in proc.stdout  # every layering member is described
     assert "experiment:" not in proc.stdout  # training groups are not infer's
+
+
+def test_pymatting_banner_does_not_reach_stdout(monkeypatch, capsys):
+    import numpy as np
+    import pymatting
+    import torch
+
+    from layeringdiff.pipeline.foreground import closed_form_matting
+
+    def noisy(img, tri):
+        print("PERFORMANCE WARNING:\nThresholded incomplete Cholesky decomposition failed")
+        return np.full(tri.shape, 0.25)
+
+    monkeypatch.setattr(pymatting, "estimate_alpha_cf", noisy)
+    trimap = torch.full((1, 8, 8), 0.5)
+    trimap[:, :2], trimap[:, -2:] = 1.0, 0.0
+    alpha = closed_form_matting(torch.rand(3, 8, 8), trimap)
+    assert torch.allclose(alpha, torch.full((1, 8, 8), 0.25))  # the result is kept
+    assert "PERFORMANCE WARNING" not in capsys.readouterr().out

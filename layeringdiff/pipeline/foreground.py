@@ -11,6 +11,8 @@ with closed-form matting (pymatting), so real-image decomposition works on any m
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +61,13 @@ def closed_form_matting(image: torch.Tensor, trimap: torch.Tensor) -> torch.Tens
             f"the trimap has no definite {missing} pixels, so closed-form matting cannot run; "
             "give a larger/smaller mask or box, or a trimap"
         )
-    alpha = estimate_alpha_cf(img, tri)
+    # pymatting prints a multi-line "PERFORMANCE WARNING" banner to stdout when its preconditioner
+    # retries with a larger shift; keep the result, log one line instead.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        alpha = estimate_alpha_cf(img, tri)
+    if printed.getvalue().strip():
+        log.info("closed-form matting: pymatting retried its preconditioner (slower, same result)")
     return torch.from_numpy(np.clip(alpha, 0, 1)).float()[None]
 
 
