@@ -39,3 +39,20 @@ def fbdd(repo, null_cache):
     from layeringdiff.networks.fbdd import FBDD
 
     return FBDD.from_sd2_inpainting(repo, "foreground", null_prompt_cache=null_cache)
+
+
+@pytest.fixture(scope="session")
+def folder_layout(tmp_path_factory):
+    """Factory: a MAGICK + BG-20k folder layout of random images in a new temporary folder."""
+
+    def make(n_fg: int, n_bg: int, size: int, seed: int, megapixels, testval_fraction: float):
+        from layeringdiff.data.synthetic_folders import write_bg20k_folder, write_magick_folder
+
+        root = tmp_path_factory.mktemp("layout")
+        write_magick_folder(root / "MAGICK", n_fg, size=size, seed=seed)
+        write_bg20k_folder(
+            root / "BG-20k", n_bg, seed=seed, megapixels=megapixels, testval_fraction=testval_fraction
+        )
+        return root
+
+    return make

@@ -27,11 +27,8 @@ RGBA[..., 3][:4] = 0  # some transparency
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    root = tmp_path_factory.mktemp("layout")
-    write_magick_folder(root / "MAGICK", 12, size=64, seed=1)
-    write_bg20k_folder(root / "BG-20k", 12, seed=1, megapixels=(0.005, 0.01), testval_fraction=0.5)
-    return root
+def layout(folder_layout):
+    return folder_layout(12, 12, size=64, seed=1, megapixels=(0.005, 0.01), testval_fraction=0.5)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

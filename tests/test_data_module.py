@@ -12,7 +12,6 @@ from layeringdiff.data.datamodule import MissingSidecarError
 from layeringdiff.data.shard_writer import write_shards
 from layeringdiff.data.sidecar import image_to_uint8, save_sidecar
 from layeringdiff.data.synthetic import SyntheticLayers
-from layeringdiff.data.synthetic_folders import write_bg20k_folder, write_magick_folder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
 SHAPES = {"composite": 3, "foreground": 3, "background": 3, "alpha": 1, "trimap": 1}
@@ -88,11 +87,8 @@ def test_sidecars_are_merged_and_missing_ones_handled(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("folders")
-    write_magick_folder(root / "MAGICK", 10, size=48, seed=0)
-    write_bg20k_folder(root / "BG-20k", 16, seed=0, megapixels=(0.003, 0.006), testval_fraction=0.6)
-    return root
+def folders(folder_layout):
+    return folder_layout(10, 16, size=48, seed=0, megapixels=(0.003, 0.006), testval_fraction=0.6)
 
 
 def test_folders_and_shards_datamodules(folders, tmp_path):

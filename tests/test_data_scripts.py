@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from layeringdiff.data.pairs import read_pair_list
-from layeringdiff.data.synthetic_folders import write_bg20k_folder, write_magick_folder
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -20,11 +19,8 @@ def _script(name: str):
 
 
 @pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scripts")
-    write_magick_folder(root / "MAGICK", 8, size=48, seed=3)
-    write_bg20k_folder(root / "BG-20k", 8, seed=3, megapixels=(0.003, 0.005), testval_fraction=0.5)
-    return root
+def layout(folder_layout):
+    return folder_layout(8, 8, size=48, seed=3, megapixels=(0.003, 0.005), testval_fraction=0.5)
 
 
 def test_make_shards_from_folders_records_bad_files(layout, tmp_path):
