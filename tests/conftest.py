@@ -56,3 +56,39 @@ def folder_layout(tmp_path_factory):
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def compose_config():
+    """Factory: compose a top-level config (``train``, ``infer``, ``evaluate``) as a run's task sees it.
+
+    ``compose_config(name, base, overrides, output="run", cache_dir=None, resolve=False)`` puts the
+    root, run, log and cache folders under ``base``, sets the Hydra config and drops its node;
+    ``resolve=True`` also resolves every interpolation (which must then all resolve).
+    """
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+
+    def compose_(name: str, base, overrides=(), *, output: str = "run", cache_dir=None, resolve=False):
+        base = Path(base)
+        paths = [
+            f"paths.root_dir={base}",
+            f"paths.output_dir={base / output}",
+            f"paths.log_dir={base / 'logs'}",
+            f"paths.cache_dir={cache_dir or base / 'cache'}",
+        ]
+        with initialize_config_dir(str(configs), version_base="1.3"):
+            cfg = compose(name, overrides=paths + list(overrides), return_hydra_config=True)
+        HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        if resolve:
+            OmegaConf.resolve(cfg)
+        return cfg
+
+    return compose_

@@ -3,11 +3,9 @@
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig
 
 from layeringdiff.weights import MissingWeightsError
 
@@ -16,22 +14,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
-
-
-def compose_cfg(tmp_path, name: str, overrides: list[str]) -> DictConfig:
-    base = [
-        f"paths.root_dir={tmp_path}",
-        f"paths.output_dir={tmp_path / 'run'}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-    ]
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose(name, overrides=base + overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    OmegaConf.resolve(cfg)  # every interpolation must resolve
-    return cfg
 
 
 def targets(node) -> list[str]:
@@ -67,18 +49,18 @@ def build_or_missing(node: DictConfig):
         return cause
 
 
-def test_train_default_composes(tmp_path):
-    cfg = compose_cfg(tmp_path, "train", [])
+def test_train_default_composes(tmp_path, compose_config):
+    cfg = compose_config("train", tmp_path, [], resolve=True)
     assert cfg.seed is not None and cfg.task_name == "train"
     assert_targets_importable(cfg)
 
 
 @pytest.mark.parametrize("group", ["data", "model", "callbacks", "logger", "trainer", "debug"])
-def test_every_train_group_option_builds(tmp_path, group):
+def test_every_train_group_option_builds(tmp_path, group, compose_config):
     opts = options(group)
     assert opts, f"configs/{group} is empty"
     for opt in opts:
-        cfg = compose_cfg(tmp_path, "train", [f"{group}={opt}"])
+        cfg = compose_config("train", tmp_path, [f"{group}={opt}"], resolve=True)
         assert_targets_importable(cfg)
         if group == "data":
             assert instantiate(cfg.data) is not None
@@ -92,8 +74,8 @@ def test_every_train_group_option_builds(tmp_path, group):
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
-def test_every_experiment_composes_and_builds(tmp_path, experiment):
-    cfg = compose_cfg(tmp_path, "train", [f"experiment={experiment}"])
+def test_every_experiment_composes_and_builds(tmp_path, experiment, compose_config):
+    cfg = compose_config("train", tmp_path, [f"experiment={experiment}"], resolve=True)
     assert cfg.seed is not None, "experiments pin the seed"
     assert_targets_importable(cfg)
     assert instantiate(cfg.data) is not None
@@ -103,12 +85,12 @@ def test_every_experiment_composes_and_builds(tmp_path, experiment):
 
 
 @pytest.mark.parametrize("name,group", [("evaluate", "eval"), ("infer", "pipeline"), ("infer", "layering")])
-def test_evaluate_and_infer_groups_compose(tmp_path, name, group):
+def test_evaluate_and_infer_groups_compose(tmp_path, name, group, compose_config):
     if not (CONFIGS / f"{name}.yaml").exists():
         pytest.skip(f"configs/{name}.yaml not written yet")
     required = {"table3": [f"study.db={tmp_path / 'study.db'}"]}  # mandatory values of some options
     for opt in options(group):
-        cfg = compose_cfg(tmp_path, name, [f"{group}={opt}", *required.get(opt, [])])
+        cfg = compose_config(name, tmp_path, [f"{group}={opt}", *required.get(opt, [])], resolve=True)
         assert_targets_importable(cfg)
         if group == "eval":
             from hydra.utils import get_method

@@ -5,30 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from layeringdiff.networks.fbdd import FBDD, FBDDInputError
 from layeringdiff.tasks.train import train
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def smoke_cfg(tmp_path: Path, run: str, overrides: list[str]):
-    base = [
-        "experiment=fbdd_smoke",
-        f"paths.root_dir={tmp_path}",
-        f"paths.output_dir={tmp_path / run}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-    ]
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=base + overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+SMOKE = ["experiment=fbdd_smoke"]
 
 
 def train_losses(run_dir: Path, version: int = 0) -> dict[int, float]:
@@ -64,7 +45,7 @@ def assert_resumed_equals_uninterrupted(
     return a
 
 
-def test_smoke_trains_exports_and_resumes_exactly(tmp_path):
+def test_smoke_trains_exports_and_resumes_exactly(tmp_path, compose_config):
     # Train 4 steps uninterrupted; train 2, stop, resume mid-epoch (step 2 of 4 per epoch) to 4, with
     # an LR schedule and an EMA on. The resumed run must see the same batches (the data module
     # continues the epoch's order), step-seeded noise, weights, EMA, optimizer and LR state: equal
@@ -76,7 +57,12 @@ def test_smoke_trains_exports_and_resumes_exactly(tmp_path):
         "model.lr_scheduler={_target_:torch.optim.lr_scheduler.LinearLR,_partial_:true,"
         "start_factor:0.1,total_iters:10}",
     ]
-    cfg = smoke_cfg(tmp_path, "full", common + ["trainer.max_steps=4", "trainer.val_check_interval=4"])
+    cfg = compose_config(
+        "train",
+        tmp_path,
+        SMOKE + common + ["trainer.max_steps=4", "trainer.val_check_interval=4"],
+        output="full",
+    )
     metrics = train(cfg)
     full = tmp_path / "full"
     assert {"train/loss", "val/mad", "val/mse"} <= metrics.keys()
@@ -89,13 +75,13 @@ def test_smoke_trains_exports_and_resumes_exactly(tmp_path):
     assert layer.shape == (1, 3, 64, 64) and fbdd.layer == "foreground"
 
     stop = ["trainer.max_steps=2", "trainer.val_check_interval=100"]
-    train(smoke_cfg(tmp_path, "stopped", common + stop))
+    train(compose_config("train", tmp_path, SMOKE + common + stop, output="stopped"))
     ckpt = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert state and any(k.startswith("fbdd.unet.") for k in state)
     assert not any(k.startswith("fbdd.vae.") for k in state), "the frozen VAE is not checkpointed"
     resume = ["trainer.max_steps=4", "trainer.val_check_interval=100", f"ckpt_path={ckpt}"]
-    train(smoke_cfg(tmp_path, "resumed", common + resume))
+    train(compose_config("train", tmp_path, SMOKE + common + resume, output="resumed"))
     # the resumed run continues in the stopped run's folder: a second CSV version, the same checkpoints
     assert not (tmp_path / "resumed" / "checkpoints").exists()
     assert "`max_steps=4` reached" in (tmp_path / "stopped" / "fbdd_smoke.log").read_text()
@@ -114,8 +100,8 @@ def test_smoke_trains_exports_and_resumes_exactly(tmp_path):
     assert lr == pytest.approx(1e-3 * (0.1 + 0.9 * 4 / 10))
 
 
-def test_empty_training_set_fails_before_training(tmp_path):
-    cfg = smoke_cfg(tmp_path, "empty", ["data.num_train=0"])
+def test_empty_training_set_fails_before_training(tmp_path, compose_config):
+    cfg = compose_config("train", tmp_path, [*SMOKE, "data.num_train=0"], output="empty")
     with pytest.raises((FBDDInputError, ValueError)) as e:
         train(cfg)
     assert "\n" not in str(e.value) and "empty" in str(e.value).lower()

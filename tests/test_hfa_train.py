@@ -7,28 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from layeringdiff.networks.hfa import HFANet, refine
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def compose_train(tmp_path: Path, overrides: list[str]):
-    paths = [
-        f"paths.root_dir={tmp_path}",
-        f"paths.output_dir={tmp_path / 'run'}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-    ]
-    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=paths + overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 def load_cache_script():
@@ -41,11 +23,11 @@ def load_cache_script():
     return module
 
 
-def test_hfa_smoke_trains_and_exports_a_loadable_model(tmp_path):
+def test_hfa_smoke_trains_and_exports_a_loadable_model(tmp_path, compose_config):
     from layeringdiff.tasks.train import train
 
-    cfg = compose_train(
-        tmp_path, ["experiment=hfa_smoke", "trainer.max_steps=4", "trainer.val_check_interval=4"]
+    cfg = compose_config(
+        "train", tmp_path, ["experiment=hfa_smoke", "trainer.max_steps=4", "trainer.val_check_interval=4"]
     )
     metrics = train(cfg)
     for name in (
@@ -71,7 +53,8 @@ def test_hfa_smoke_trains_and_exports_a_loadable_model(tmp_path):
     # checkpoints load weights-only, hold the net but not the LPIPS trunk, and resume
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert ckpt["global_step"] == 4 and not any("lpips" in k for k in ckpt["state_dict"])
-    cfg = compose_train(
+    cfg = compose_config(
+        "train",
         tmp_path / "resumed",
         [
             "experiment=hfa_smoke",
@@ -100,7 +83,7 @@ def hfa_losses(run_dir: Path) -> dict[int, float]:
     return losses
 
 
-def test_hfa_resume_with_lr_schedule_and_ema_equals_uninterrupted(tmp_path):
+def test_hfa_resume_with_lr_schedule_and_ema_equals_uninterrupted(tmp_path, compose_config):
     # 6 steps uninterrupted vs 3, stop, resume to 6 (a cosine LR schedule and an EMA on): equal
     # per-step losses, and equal final weights, EMA, optimizer and LR state.
     from test_fbdd_train import assert_same_state
@@ -117,11 +100,15 @@ def test_hfa_resume_with_lr_schedule_and_ema_equals_uninterrupted(tmp_path):
         "trainer.num_sanity_val_steps=0",
         "callbacks.model_checkpoint.every_n_train_steps=3",
     ]
-    train(compose_train(tmp_path / "full", common + ["trainer.max_steps=6"]))
-    train(compose_train(tmp_path / "stopped", common + ["trainer.max_steps=3"]))
+    train(compose_config("train", tmp_path / "full", common + ["trainer.max_steps=6"]))
+    train(compose_config("train", tmp_path / "stopped", common + ["trainer.max_steps=3"]))
     stopped_ckpt = tmp_path / "stopped" / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(stopped_ckpt, weights_only=True)["global_step"] == 3
-    train(compose_train(tmp_path / "resumed", common + ["trainer.max_steps=6", f"ckpt_path={stopped_ckpt}"]))
+    train(
+        compose_config(
+            "train", tmp_path / "resumed", common + ["trainer.max_steps=6", f"ckpt_path={stopped_ckpt}"]
+        )
+    )
 
     full = hfa_losses(tmp_path / "full")
     assert sorted(full) == list(range(6)) or sorted(full) == list(range(1, 7)), sorted(full)
@@ -141,7 +128,7 @@ def test_hfa_resume_with_lr_schedule_and_ema_equals_uninterrupted(tmp_path):
     assert lr == pytest.approx(1e-6 + (1e-3 - 1e-6) * (1 + math.cos(math.pi * 6 / 6)) / 2)
 
 
-def test_cache_degrade_mode_resumes_and_feeds_training(tmp_path):
+def test_cache_degrade_mode_resumes_and_feeds_training(tmp_path, compose_config):
     cache = load_cache_script()
     out = tmp_path / "fbdd_outputs"
     data = ["data=synthetic", "data.size=32", "data.num_train=3", "data.num_val=1"]
@@ -172,7 +159,8 @@ def test_cache_degrade_mode_resumes_and_feeds_training(tmp_path):
     # the sidecars feed HFA training (paper-style input_mode=sidecar)
     from layeringdiff.tasks.train import train
 
-    cfg = compose_train(
+    cfg = compose_config(
+        "train",
         tmp_path,
         [
             "experiment=hfa_smoke",

@@ -2,18 +2,13 @@
 
 import json
 import math
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from PIL import Image
 
 from layeringdiff.study.aggregate import bootstrap_participants, summarize, t_interval
 from layeringdiff.study.storage import RatingStore, read_ratings
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 T_975 = {1: 12.706204736, 2: 4.302652730, 3: 3.182446305, 5: 2.570581836}  # Student-t tables
 
 
@@ -99,18 +94,12 @@ def test_summarize_refuses_bad_requests(db):
         read_ratings(db.parent / "missing.db")
 
 
-def test_evaluate_table3_writes_the_table_and_chart(db, tmp_path, capsys):
+def test_evaluate_table3_writes_the_table_and_chart(db, tmp_path, capsys, compose_config):
     from layeringdiff.tasks.evaluate import evaluate
 
     out = tmp_path / "run"
-    overrides = ["eval=table3", f"study.db={db}", "study.methods=[ours,germer]", f"paths.output_dir={out}"]
-    overrides += ["logger=csv"]
-    overrides += [f"paths.root_dir={tmp_path}", f"paths.log_dir={tmp_path / 'logs'}"]
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("evaluate", overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
+    overrides = ["eval=table3", f"study.db={db}", "study.methods=[ours,germer]", "logger=csv"]
+    cfg = compose_config("evaluate", tmp_path, overrides)
     result = evaluate(cfg)
     assert result["table3/foreground/text_alignment/ours"] == pytest.approx(4.0)
     assert result["table3/foreground/text_alignment/germer"] == pytest.approx(2.0)
