@@ -77,6 +77,28 @@ def is_complete(path: str | os.PathLike) -> bool:
     return (path / "model_index.json").is_file() and all((path / c).is_dir() for c in COMPONENTS)
 
 
+def write_pipeline_files(root: Path) -> None:
+    """The tokenizer, scheduler config and ``model_index.json`` of an SD2-inpainting repo folder
+    (the weights of ``unet/``, ``vae/`` and ``text_encoder/`` are the caller's)."""
+    import diffusers
+
+    from layeringdiff.files import atomic_write_bytes
+
+    clip_tokenizer.build(root / "tokenizer")
+    config = json.dumps(SCHEDULER_CONFIG, indent=2).encode()
+    atomic_write_bytes(root / "scheduler" / "scheduler_config.json", config)
+    index = {
+        "_class_name": "StableDiffusionInpaintPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", "PNDMScheduler"],
+    }
+    atomic_write_bytes(root / "model_index.json", json.dumps(index, indent=2).encode())
+
+
 def build(path: str | os.PathLike, seed: int = 0) -> Path:
     """Write the tiny SD2-inpainting folder at ``path`` (idempotent: a complete folder is kept).
 
@@ -87,11 +109,10 @@ def build(path: str | os.PathLike, seed: int = 0) -> Path:
     Returns:
         ``path``, loadable like the real repo.
     """
-    import diffusers
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from layeringdiff.files import atomic_dir, atomic_write_bytes
+    from layeringdiff.files import atomic_dir
 
     path = Path(path)
     if is_complete(path):
@@ -108,20 +129,7 @@ def build(path: str | os.PathLike, seed: int = 0) -> Path:
                 UNet2DConditionModel(**UNET_CONFIG).save_pretrained(tmp / "unet")
                 AutoencoderKL(**VAE_CONFIG).save_pretrained(tmp / "vae")
                 CLIPTextModel(CLIPTextConfig(**_text_config())).save_pretrained(tmp / "text_encoder")
-            clip_tokenizer.build(tmp / "tokenizer")
-            atomic_write_bytes(
-                tmp / "scheduler" / "scheduler_config.json", json.dumps(SCHEDULER_CONFIG, indent=2).encode()
-            )
-            index = {
-                "_class_name": "StableDiffusionInpaintPipeline",
-                "_diffusers_version": diffusers.__version__,
-                "unet": ["diffusers", "UNet2DConditionModel"],
-                "vae": ["diffusers", "AutoencoderKL"],
-                "text_encoder": ["transformers", "CLIPTextModel"],
-                "tokenizer": ["transformers", "CLIPTokenizer"],
-                "scheduler": ["diffusers", "PNDMScheduler"],
-            }
-            atomic_write_bytes(tmp / "model_index.json", json.dumps(index, indent=2).encode())
+            write_pipeline_files(tmp)
     except OSError:  # another process finished first
         if not is_complete(path):
             raise
