@@ -46,27 +46,30 @@ def test_atomic_dir_publishes_with_umask_permissions(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
-def test_atomic_dir_failure_keeps_old_folder_and_leaves_no_temporary(tmp_path):
-    target = tmp_path / "model"
-    target.mkdir()
-    (target / "weights").write_bytes(b"old")
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_dir(target, replace=True) as tmp:
+@pytest.fixture
+def old_model(tmp_path):
+    """A published folder ``model/`` holding ``weights`` = b"old"."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights").write_bytes(b"old")
+    return tmp_path / "model"
+
+
+@pytest.mark.parametrize(
+    "replace, interruption",
+    [(True, KeyboardInterrupt), (False, OSError)],  # a failure inside; a rename onto a full folder
+)
+def test_atomic_dir_failure_keeps_old_folder_and_leaves_no_temporary(old_model, replace, interruption):
+    with pytest.raises(interruption):
+        with atomic_dir(old_model, replace=replace) as tmp:
             (tmp / "weights").write_bytes(b"half")
-            raise KeyboardInterrupt
-    assert (target / "weights").read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+            if interruption is KeyboardInterrupt:
+                raise KeyboardInterrupt
+    assert (old_model / "weights").read_bytes() == b"old"
+    assert [p.name for p in old_model.parent.iterdir()] == ["model"]
 
 
-def test_atomic_dir_refuses_a_non_empty_folder_unless_replace(tmp_path):
-    target = tmp_path / "model"
-    target.mkdir()
-    (target / "weights").write_bytes(b"old")
-    with pytest.raises(OSError):
-        with atomic_dir(target) as tmp:
-            (tmp / "weights").write_bytes(b"new")
-    assert (target / "weights").read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+def test_atomic_dir_replaces_a_non_empty_folder_when_asked(old_model):
+    target = old_model
     with atomic_dir(target, replace=True) as tmp:
         (tmp / "weights").write_bytes(b"new")
     assert sorted(p.name for p in target.iterdir()) == ["weights"]
