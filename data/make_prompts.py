@@ -28,6 +28,8 @@ import random
 import sys
 from pathlib import Path
 
+from layeringdiff.files import atomic_write_bytes
+
 OUT = Path(__file__).resolve().parent / "prompts"
 NUM_PROMPTS, NUM_QUICK, NUM_STUDY, SEED = 572, 16, 15, 0
 
@@ -214,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{path} is out of date: run python data/make_prompts.py", file=sys.stderr)
                 status = 1
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
+            atomic_write_bytes(path, text.encode())
             print(f"wrote {path} ({text.count(chr(10))} prompts)")
     return status
 
