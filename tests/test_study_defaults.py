@@ -46,7 +46,6 @@ def four_methods(tmp_path):
 def overrides(dirs, tmp_path, *extra):
     return [f"methods.{m}={d}" for m, d in dirs.items()] + [
         f"db={tmp_path / 'study.db'}",
-        "admin_token=a",
         *extra,
     ]
 

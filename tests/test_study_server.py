@@ -145,6 +145,9 @@ def test_answers_survive_a_restart_and_the_participant_resumes(settings):
         ({"score": 6}, "got '6'"),
         ({"score": "abc"}, "got 'abc'"),
         ({"score": 3.5}, "got '3.5'"),
+        ({"score": "\u00b2"}, "got '\u00b2'"),  # "²": str.isdigit() is true, int() fails (was a 500)
+        ({"score": "\u0663"}, "got '\u0663'"),  # Arabic-Indic three: int() would take it
+        ({"score": True}, "got 'True'"),
         ({"score": None}, "missing field(s): score"),
         ({"item": "ffffffffffffffffffffffff"}, "unknown item id 'ffffffffffffffffffffffff'"),
         ({"layer": "alpha"}, "unknown layer 'alpha'"),
@@ -218,15 +221,111 @@ def test_admin_page_needs_its_token_and_exports_csv(settings):
     for a in answer(app.extensions["study"].order(token)[0], token, score=5):
         client.post("/api/rate", json=a)
     assert client.get("/admin").status_code == 403
-    assert client.get("/admin?token=wrong").status_code == 403
-    page = client.get("/admin?token=admin-secret").get_data(as_text=True)
+    assert client.get("/admin", headers={"X-Admin-Token": "wrong"}).status_code == 403
+    # never in a URL: the query parameter is not accepted, the page says so
+    in_url = client.get("/admin?token=admin-secret")
+    assert in_url.status_code == 403 and "not accepted in a URL" in in_url.get_data(as_text=True)
+    page = client.get("/admin", headers={"X-Admin-Token": "admin-secret"}).get_data(as_text=True)
     assert "p01" in page and "6 / 36" in page and f"/p/{token}" in page
-    csv_text = client.get("/admin/ratings.csv", headers={"X-Admin-Token": "admin-secret"}).get_data(
+    assert "admin-secret" not in page  # the CSV link carries no token
+    csv_text = client.get("/admin/ratings.csv", headers={"Authorization": "Bearer admin-secret"}).get_data(
         as_text=True
     )
     lines = csv_text.strip().splitlines()
     assert lines[0].startswith("label,participant,example,method_id,method,layer,criterion,score")
     assert len(lines) == 7 and all(",5," in line for line in lines[1:])
+
+
+def test_admin_login_form_sets_a_session_cookie_without_the_token(settings):
+    app = create_app(settings)
+    client = app.test_client()
+    assert 'name="token"' in client.get("/admin").get_data(as_text=True)  # the sign-in form
+    wrong = client.post("/admin/login", data={"token": "nope"})
+    assert wrong.status_code == 403 and client.get("/admin/ratings.csv").status_code == 403
+    resp = client.post("/admin/login", data={"token": "admin-secret"})
+    assert resp.status_code == 303 and resp.headers["Location"].endswith("/admin")
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "admin-secret" not in cookie
+    assert client.get("/admin").status_code == 200
+    assert client.get("/admin/ratings.csv").status_code == 200
+    # a restarted server (same database) keeps the sign-in; another token ends it
+    assert (
+        create_app(settings)
+        .test_client(use_cookies=False)
+        .get("/admin", headers={"Cookie": cookie.split(";")[0]})
+        .status_code
+        == 200
+    )
+    other = create_app({**settings, "admin_token": "rotated"}).test_client(use_cookies=False)
+    assert other.get("/admin", headers={"Cookie": cookie.split(";")[0]}).status_code == 403
+    client.post("/admin/logout")
+    assert client.get("/admin").status_code == 403
+
+
+def test_numeric_admin_token_works(settings):
+    # YAML / Hydra turn admin_token: 12345 into an int (every admin request was a 500)
+    client = create_app({**settings, "admin_token": 12345}).test_client()
+    assert client.get("/admin", headers={"X-Admin-Token": "12345"}).status_code == 200
+    assert client.post("/admin/login", data={"token": "12345"}).status_code == 303
+
+
+def test_admin_token_from_a_file_the_environment_or_generated(settings, tmp_path, monkeypatch):
+    from layeringdiff.study.app import ADMIN_TOKEN_ENV
+
+    base = {**settings, "admin_token": None}
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, "from-env")
+    client = create_app(base).test_client()
+    assert client.get("/admin", headers={"X-Admin-Token": "from-env"}).status_code == 200
+    token_file = tmp_path / "admin.token"
+    token_file.write_text("from-file\n")
+    client = create_app({**base, "admin_token_file": str(token_file)}).test_client()
+    assert client.get("/admin", headers={"X-Admin-Token": "from-file"}).status_code == 200
+    assert client.get("/admin", headers={"X-Admin-Token": "from-env"}).status_code == 403
+    with pytest.raises(StudySetupError, match="cannot read admin_token_file .*missing.token"):
+        create_app({**base, "admin_token_file": str(tmp_path / "missing.token")})
+    monkeypatch.delenv(ADMIN_TOKEN_ENV)
+    app = create_app(base)  # generated once, stored in the database and in <db>.admin_token (0600)
+    written = Path(settings["db"] + ".admin_token")
+    assert (written.stat().st_mode & 0o777) == 0o600
+    generated = written.read_text().strip()
+    assert generated == app.extensions["study"].admin_token and len(generated) >= 20
+    assert create_app(base).extensions["study"].admin_token == generated  # stable across restarts
+
+
+def test_requests_are_size_limited_and_carry_security_headers(settings):
+    app = create_app(settings)
+    client = app.test_client()
+    token = tokens(app)[0]
+    big = client.post(f"/p/{token}/1", data={"item": "x" * (200 * 1024)})
+    assert big.status_code == 413
+    resp = client.get(f"/p/{token}/1")
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_corrupt_database_and_bad_prompt_line_are_one_line_errors(settings, tmp_path, capsys):
+    from layeringdiff.errors import ConfigError
+    from layeringdiff.study.__main__ import main
+
+    bad_db = tmp_path / "corrupt.db"
+    bad_db.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigError, match="not a usable study database: .*corrupt.db"):
+        create_app({**settings, "db": str(bad_db)})
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "00000", "prompt": "a cat"}\n{"id": "00001", "prompt": \n')
+    with pytest.raises(StudySetupError, match=r"p.jsonl, line 2: not JSON"):
+        create_app({**settings, "prompts": str(prompts)})
+    prompts.write_text('{"id": "00000", "prompt": "a cat"}\n[1, 2]\n')
+    with pytest.raises(StudySetupError, match=r"p.jsonl, record 2: expected a prompt text or an object"):
+        create_app({**settings, "prompts": str(prompts)})
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    argv = ["links", "--config-dir", str(configs), f"db={bad_db}"]
+    argv += [f"methods.{m}={d}" for m, d in settings["methods"].items()]
+    assert main(argv + [f"prompts={settings['prompts']}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: not a usable study database") and len(err.strip().splitlines()) == 1
 
 
 def test_setup_errors_are_one_clear_line(settings, demo, tmp_path):
@@ -278,12 +377,19 @@ def test_cli_composes_the_study_config(demo, tmp_path, capsys):
     argv = ["links", "--config-dir", str(configs), f"db={tmp_path / 'cli.db'}", "participants=2"]
     # the default prompts are the 15 study prompts (tests/test_study_defaults.py)
     argv += [f"prompts={demo['prompts']}"]
-    argv += [f"methods.{m}={d}" for m, d in demo["methods"].items()] + ["admin_token=xyz"]
-    assert main(argv) == 0
-    out = capsys.readouterr().out.splitlines()
+    argv += [f"methods.{m}={d}" for m, d in demo["methods"].items()]
+    token_file = tmp_path / "admin.token"
+    token_file.write_text("xyz-admin-token\n")
+    # on the command line the token would show in the process list: refused in one line
+    assert main(argv + ["admin_token=xyz-admin-token"]) == 2
+    assert "admin_token on the command line" in capsys.readouterr().err
+    assert main(argv + [f"admin_token_file={token_file}"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("p01: http://127.0.0.1:5000/p/")
     assert (
-        out[0].startswith("p01: http://127.0.0.1:5000/p/")
-        and out[-1] == "admin: http://127.0.0.1:5000/admin?token=xyz"
+        lines[-1] == f"admin: http://127.0.0.1:5000/admin (sign in with the token from the file {token_file})"
     )
+    assert "xyz-admin-token" not in out  # never printed
     assert main(["links", "--config-dir", str(configs), f"methods.x={tmp_path / 'none'}"]) == 2
     assert "method folder not found" in capsys.readouterr().err

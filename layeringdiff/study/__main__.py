@@ -42,8 +42,21 @@ def links(study, base_url: str) -> list[str]:
         f"{label}: {base_url}/p/{token}"
         for token, label in sorted(study.participants.items(), key=lambda t: t[1])
     ]
-    lines.append(f"admin: {base_url}/admin?token={study.admin_token}")
+    lines.append(f"admin: {base_url}/admin (sign in with the token from {study.admin_token_source})")
     return lines
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Refuse a token on the command line: every user of the machine sees it in the process list."""
+    from layeringdiff.errors import ConfigError
+    from layeringdiff.study.app import ADMIN_TOKEN_ENV
+
+    for o in overrides:
+        if o.lstrip("+~").split("=", 1)[0] == "admin_token":
+            raise ConfigError(
+                "admin_token on the command line shows in the process list; put the token in a file "
+                f"(admin_token_file=PATH) or the environment variable {ADMIN_TOKEN_ENV}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config-dir", default=None, help="folder holding study.yaml (default: ./configs)")
         p.add_argument("--config-name", default="study")
-        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. methods.ours=DIR admin_token=XYZ")
+        p.add_argument(
+            "overrides", nargs="*", help="Hydra overrides, e.g. methods.ours=DIR admin_token_file=PATH"
+        )
     p = sub.add_parser("demo", help="write synthetic method folders and a prompt file")
     p.add_argument("out")
     p.add_argument("--methods", nargs="+", default=["method_a", "method_b"])
@@ -82,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from layeringdiff.study.app import StudySettings, create_app
 
     try:
+        check_overrides(args.overrides)
         settings = StudySettings.from_config(
             compose_config(args.overrides, args.config_dir, args.config_name)
         )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import io
 import logging
+import os
 import random
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +29,12 @@ class RatingError(UserError, ValueError):
     """A submitted answer that is refused (unknown id, bad layer, criterion or score)."""
 
 
+#: Environment variable holding the admin token (read when ``admin_token_file`` is not set).
+ADMIN_TOKEN_ENV = "LAYERINGDIFF_STUDY_ADMIN_TOKEN"
+#: Largest request body the server accepts (an answer page is well under 4 KiB).
+MAX_REQUEST_BYTES = 64 * 1024
+
+
 @dataclass
 class StudySettings:
     """Everything ``configs/study.yaml`` sets; see that file for each key's meaning."""
@@ -36,6 +45,7 @@ class StudySettings:
     require_every_prompt: bool = True
     participants: int | list[str] = 24
     admin_token: str | None = None
+    admin_token_file: str | None = None
     secret: str | None = None
     seed: int = 0
     items_per_participant: int | None = None
@@ -54,6 +64,11 @@ class StudySettings:
         known = {k: data.pop(k) for k in list(data) if k in cls.__dataclass_fields__ and k != "extra"}
         known["methods"] = {str(k): str(v) for k, v in (known.get("methods") or {}).items()}
         return cls(**known, extra=data)
+
+    def __post_init__(self):
+        # a YAML/Hydra value such as 12345 arrives as an int; the token is always text
+        if self.admin_token is not None:
+            self.admin_token = str(self.admin_token)
 
     def participant_labels(self) -> list[str]:
         if isinstance(self.participants, int) and not isinstance(self.participants, bool):
@@ -79,15 +94,14 @@ class Study:
     def __init__(self, settings: StudySettings):
         self.settings = settings
         self.store = RatingStore(settings.db)
-        self.blinder = Blinder(self.store.secret(settings.secret))
+        self.blinder_secret = self.store.secret(settings.secret)
+        self.blinder = Blinder(self.blinder_secret)
         self.catalog = build_catalog(
             settings.methods, self.blinder, settings.prompts, bool(settings.require_every_prompt)
         )
         self.participants = {self.blinder.participant_token(lb): lb for lb in settings.participant_labels()}
         self.store.register(self.catalog.method_ids, self.participants)
-        self.admin_token = settings.admin_token or self.store.setdefault(
-            "admin_token", secrets.token_urlsafe(18)
-        )
+        self.admin_token, self.admin_token_source = resolve_admin_token(settings, self.store)
         self._item_ids = sorted(self.catalog.items)
         self.image = functools.lru_cache(maxsize=settings.image_cache)(self._encode_image)
         self._orders: dict[str, list[str]] = {}
@@ -143,7 +157,8 @@ class Study:
         if criterion not in CRITERIA:
             raise RatingError(f"unknown criterion '{criterion}' (expected one of {', '.join(CRITERIA)})")
         text = str(score).strip()
-        if not text.isdigit() or int(text) not in SCORES:
+        # ASCII digits only: str.isdigit() accepts "²", which int() then refuses
+        if not re.fullmatch(r"[0-9]{1,3}", text) or int(text) not in SCORES:
             raise RatingError(
                 f"score must be a whole number from {min(SCORES)} to {max(SCORES)}, got '{score}'"
             )
@@ -166,6 +181,55 @@ class Study:
         return buf.getvalue()
 
 
+def _read_token_file(path: str) -> str:
+    p = Path(path).expanduser()
+    try:
+        token = p.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise StudySetupError(f"cannot read admin_token_file {p}: {e.__class__.__name__}") from None
+    if not token or len(token.splitlines()) != 1:
+        raise StudySetupError(f"admin_token_file {p} must hold the token on one non-empty line")
+    return token
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600), through a rename."""
+    from layeringdiff.files import temp_sibling
+
+    tmp = temp_sibling(path)  # mkstemp: 0600, kept on purpose
+    try:
+        tmp.write_text(text + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def resolve_admin_token(settings: StudySettings, store: RatingStore) -> tuple[str, str]:
+    """The admin token and where it came from (a description that never contains the token).
+
+    In order: ``admin_token`` (a config file or the Python API), ``admin_token_file``, the
+    ``LAYERINGDIFF_STUDY_ADMIN_TOKEN`` environment variable, else a random token generated once,
+    stored in the database and written to ``<db>.admin_token`` (mode 0600).
+    """
+    if settings.admin_token:
+        return settings.admin_token, "the admin_token setting"
+    if settings.admin_token_file:
+        return _read_token_file(settings.admin_token_file), f"the file {settings.admin_token_file}"
+    if os.environ.get(ADMIN_TOKEN_ENV, "").strip():
+        return os.environ[ADMIN_TOKEN_ENV].strip(), f"${ADMIN_TOKEN_ENV}"
+    token = store.setdefault("admin_token", secrets.token_urlsafe(18))
+    path = store.path.with_name(store.path.name + ".admin_token")
+    if not path.is_file() or path.read_text(encoding="utf-8").strip() != token:
+        _write_private(path, token)
+    return token, f"the file {path}"
+
+
+def admin_session_value(secret: str, token: str) -> str:
+    """What a signed-in admin's session cookie holds: changes when the token changes, never the token."""
+    return hmac.new(secret.encode(), f"admin-session\x00{token}".encode(), "sha256").hexdigest()
+
+
 def create_app(settings: StudySettings | Mapping) -> Flask:
     """The Flask app of a study (server-rendered pages, JSON answer endpoint, admin page).
 
@@ -182,6 +246,16 @@ def create_app(settings: StudySettings | Mapping) -> Flask:
     app = Flask(__name__, template_folder=str(Path(__file__).parent / "templates"), static_folder=None)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
-    app.extensions["study"] = Study(settings)
+    study = Study(settings)
+    app.extensions["study"] = study
+    # the session cookie only marks a signed-in admin; its key derives from the study's secret, so
+    # a restart keeps the admin signed in
+    app.secret_key = hmac.new(study.blinder_secret.encode(), b"flask-session", "sha256").hexdigest()
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        SESSION_COOKIE_NAME="study_admin",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+    )
     app.register_blueprint(bp)
     return app

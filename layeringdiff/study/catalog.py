@@ -160,7 +160,7 @@ def load_prompt_file(path: str | Path) -> dict[str, dict]:
             data = json.loads(text)
             records = list(data.items()) if isinstance(data, dict) else list(enumerate(data))
         elif suffix == ".jsonl":
-            records = list(enumerate(json.loads(line) for line in text.splitlines() if line.strip()))
+            records = list(enumerate(_jsonl_records(p, text)))
         elif suffix in (".csv", ".tsv"):
             reader = csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
             records = list(enumerate(reader))
@@ -170,10 +170,27 @@ def load_prompt_file(path: str | Path) -> dict[str, dict]:
         raise StudySetupError(f"cannot read prompt file {p}: {e}") from None
     prompts = {}
     for pos, rec in records:
+        if not isinstance(rec, (str, Mapping)):
+            raise StudySetupError(
+                f"prompt file {p}, record {pos + 1 if isinstance(pos, int) else pos!r}: expected a prompt "
+                f"text or an object with 'prompt', got {type(rec).__name__}"
+            )
         rec = {"prompt": rec} if isinstance(rec, str) else dict(rec)
         key = _first({k: str(v) for k, v in rec.items() if v is not None}, ID_KEYS) or str(pos)
         prompts[str(key)] = rec
     return prompts
+
+
+def _jsonl_records(path: Path, text: str) -> list:
+    """The objects of a JSON-lines text; a bad line is named by its number."""
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise StudySetupError(f"prompt file {path}, line {number}: not JSON ({e.msg})") from None
+    return out
 
 
 def _str_list(value: object) -> bool:
@@ -186,7 +203,7 @@ def _prompt_key(prompts: Mapping[str, dict], key: str) -> str | None:
     for k in (key, name):
         if k in prompts:
             return k
-    digits = "".join(ch for ch in name if ch.isdigit())
+    digits = "".join(ch for ch in name if ch in "0123456789")  # not isdigit(): "²" passes it
     if digits and str(int(digits)) in prompts:
         return str(int(digits))
     return None

@@ -74,11 +74,16 @@ class RatingStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(connect(self.path)) as conn:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(SCHEMA)
-            conn.commit()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(connect(self.path)) as conn:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(SCHEMA)
+                conn.commit()
+        except sqlite3.DatabaseError as e:  # not SQLite, truncated, or a table of another shape
+            raise ConfigError(f"not a usable study database: {self.path} ({e})") from None
+        except OSError as e:
+            raise ConfigError(f"cannot open the study database {self.path}: {e.strerror or e}") from None
 
     def _conn(self) -> closing[sqlite3.Connection]:
         return closing(connect(self.path))

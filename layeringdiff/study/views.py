@@ -4,7 +4,10 @@ Participant pages: ``/p/<token>`` (welcome, resume), ``/p/<token>/<pos>`` (one i
 three layers, 1-5 choices per layer and criterion), ``/p/<token>/done``. Every answer is saved
 as soon as it is clicked (``POST /api/rate``, JSON) and again when the page's form is sent, so
 closing the browser loses nothing. Images: ``/img/<item_id>/<layer>.png`` (opaque ids only).
-Admin: ``/admin`` and ``/admin/ratings.csv`` with ``?token=<admin_token>``.
+Admin: ``/admin`` and ``/admin/ratings.csv``, for a request carrying the admin token in the
+``X-Admin-Token`` (or ``Authorization: Bearer``) header, or a browser signed in through the form
+on ``/admin`` (``POST /admin/login`` sets a session cookie; ``POST /admin/logout`` ends it). The
+token is never accepted in a URL (it would land in access logs and browser history).
 Refused answers get HTTP 400 with the reason (JSON ``{"error": ...}`` from the API).
 """
 
@@ -24,11 +27,12 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 
 from layeringdiff.study import CRITERIA, RATED_IMAGES, SCORES
-from layeringdiff.study.app import RatingError, Study
+from layeringdiff.study.app import RatingError, Study, admin_session_value
 
 log = logging.getLogger(__name__)
 bp = Blueprint("study", __name__, static_folder="static", static_url_path="/static")
@@ -40,6 +44,8 @@ CRITERION_TITLES = {
 }
 SCORE_LABELS = {1: "1 poor", 2: "2", 3: "3", 4: "4", 5: "5 excellent"}
 QUESTIONS = len(RATED_IMAGES) * len(CRITERIA)
+# pages use only their own stylesheet, script and images; no framing, no foreign form targets
+CSP = "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 
 def study() -> Study:
@@ -58,6 +64,8 @@ def headers(resp: Response) -> Response:
     resp.headers.setdefault("Cache-Control", "no-store")
     resp.headers["Referrer-Policy"] = "no-referrer"
     resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["X-Frame-Options"] = "DENY"
+    resp.headers["Content-Security-Policy"] = CSP
     return resp
 
 
@@ -209,16 +217,54 @@ def image(item_id: str, layer: str):
     return resp
 
 
+def _given_admin_token() -> str:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("X-Admin-Token", "")
+
+
+def _is_admin(s: Study) -> bool:
+    given = _given_admin_token()
+    if given and hmac.compare_digest(given.encode(), s.admin_token.encode()):
+        return True
+    expected = admin_session_value(s.blinder_secret, s.admin_token)
+    return hmac.compare_digest(str(session.get("admin", "")).encode(), expected.encode())
+
+
+def _login_page(notice: str = "", status: int = 403):
+    body = render_template("admin_login.html", title=study().settings.title, notice=notice)
+    return Response(body, status, mimetype="text/html")
+
+
 def _require_admin() -> Study:
     s = study()
-    given = request.args.get("token") or request.headers.get("X-Admin-Token") or ""
-    if not hmac.compare_digest(given.encode(), s.admin_token.encode()):
-        abort(
-            Response(
-                "admin token missing or wrong: open /admin?token=<admin_token>", 403, mimetype="text/plain"
+    if not _is_admin(s):
+        if request.path == "/admin":
+            notice = (
+                "The admin token is not accepted in a URL; sign in below." if "token" in request.args else ""
             )
-        )
+            abort(_login_page(notice))
+        abort(Response("admin sign-in required (X-Admin-Token header or /admin)", 403, mimetype="text/plain"))
     return s
+
+
+@bp.post("/admin/login")
+def admin_login():
+    s = study()
+    given = request.form.get("token", "").strip()
+    if not hmac.compare_digest(given.encode(), s.admin_token.encode()):
+        log.warning("admin sign-in refused from %s", request.remote_addr)  # never the token
+        return _login_page("Wrong admin token.")
+    session.clear()
+    session["admin"] = admin_session_value(s.blinder_secret, s.admin_token)
+    return redirect(url_for("study.admin"), 303)
+
+
+@bp.post("/admin/logout")
+def admin_logout():
+    session.clear()
+    return redirect(url_for("study.admin"), 303)
 
 
 @bp.get("/admin")
@@ -248,7 +294,7 @@ def admin():
         total=total,
         n_examples=len(s.catalog.examples),
         n_methods=len(s.catalog.method_ids),
-        csv_url=url_for("study.admin_csv", token=s.admin_token),
+        csv_url=url_for("study.admin_csv"),
     )
 
 
