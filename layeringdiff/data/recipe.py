@@ -135,7 +135,7 @@ def make_sample(
     if trimap is None:
         fg_k, bg_k = trimap_kernels(np.random.default_rng(trimap_seed), kernel_range)
         trimap = trimap_uint8(alpha, fg_k, bg_k)
-    t = torch.from_numpy(trimap_uint8_to_values(trimap))[None]
+    t = trimap_uint8_to_tensor(trimap)
     return {
         "composite": composite(f, b, a),
         "foreground": f,
@@ -158,12 +158,18 @@ def trimap_to_uint8(trimap: torch.Tensor) -> np.ndarray:
 
 def trimap_uint8_to_values(t: np.ndarray) -> np.ndarray:
     """uint8 trimap (H, W) in {0, 128, 255} (any value: nearest class) -> float32 {0, 0.5, 1}."""
-    return np.take(_TRIMAP_LUT, t)
+    return trimap_uint8_to_tensor(t)[0].numpy()
 
 
-_TRIMAP_LUT = np.full(256, 0.5, np.float32)
-_TRIMAP_LUT[:64] = 0.0
-_TRIMAP_LUT[193:] = 1.0
+def trimap_uint8_to_tensor(t: np.ndarray) -> torch.Tensor:
+    """uint8 trimap (H, W) -> float32 (1, H, W) in {0, 0.5, 1}: class 0 / 1 / 2 by a uint8 table, times 0.5."""
+    classes = cv2.LUT(np.ascontiguousarray(t), _TRIMAP_CLASS)
+    return torch.from_numpy(classes)[None].float().mul_(0.5)
+
+
+_TRIMAP_CLASS = np.full(256, 1, np.uint8)  # nearest of 0 / 128 / 255
+_TRIMAP_CLASS[:64] = 0
+_TRIMAP_CLASS[193:] = 2
 # Definite FG / BG of trimap_from_alpha (eps 1e-3) on a uint8 alpha: the float32 thresholds, tabulated.
 _ALPHA_FLOAT = np.arange(256, dtype=np.float32) / np.float32(255.0)
 _FG_MIN = int(np.flatnonzero(_ALPHA_FLOAT >= np.float32(1.0 - 1e-3))[0])  # 255
