@@ -142,6 +142,7 @@ ROWS = [
     ("(a) on the fly, folders (1024 RGBA PNG + 1-2 MP JPEG)", "folders", "folders_pil"),
     ("    plain PIL baseline, same files", "folders_pil", None),
     ("(b) shards, PNG layers", "shards_png", "shards_pil"),
+    ("    shards, TIFF layers (zstd + predictor)", "shards_tiff", "shards_pil"),
     ("    shards, raw .npy layers", "shards_npy", "shards_pil"),
     ("    plain PIL baseline, same PNG shards", "shards_pil", None),
     ("(c) latent cache, per-sample safetensors (C, F, B latents)", "latents_sidecar", None),
@@ -156,7 +157,7 @@ def report(results: dict, args) -> None:
     rows = list(ROWS) + [
         (f"    shards, {f} layers", f"shards_{f}", "shards_pil")
         for f in args.formats
-        if f not in ("png", "npy")
+        if f not in ("png", "npy", "tiff")
     ]
     for label, key, base in rows:
         if key not in results:
@@ -186,7 +187,7 @@ def main() -> None:
     ap.add_argument("--num-shard", type=int, default=300)
     ap.add_argument("--num-latent", type=int, default=300)
     ap.add_argument("--latent-dtype", default="float16", choices=("float16", "float32"))
-    ap.add_argument("--formats", nargs="+", default=["png", "npy"], help="shard layer codecs to time")
+    ap.add_argument("--formats", nargs="+", default=["png", "tiff", "npy"], help="shard layer codecs to time")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--gpu-rate", type=float, default=90.0, help="images/s one GPU consumes")
     ap.add_argument("--only", nargs="+", choices=("folders", "shards", "latents"), default=None)
