@@ -17,7 +17,9 @@ from PIL import Image, ImageOps
 from layeringdiff.errors import UserError
 from layeringdiff.files import atomic_write_bytes
 
-# Refuse images above this many pixels (decompression bombs); 16k x 16k covers real photographs.
+# Refuse images above this many pixels (decompression bombs). PIL's own limit
+# (Image.MAX_IMAGE_PIXELS, about 89 MP, e.g. 9459x9459) applies as well: open_image treats its
+# warning as an error, so the smaller of the two is the effective limit.
 MAX_PIXELS = 16384 * 16384
 
 
@@ -25,18 +27,40 @@ class ImageReadError(UserError, ValueError):
     """A file could not be read as an image; the message names the file and the reason."""
 
 
-def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def _check_header_size(
+    path: Path, w: int, h: int, max_pixels: int, min_side: int | None, max_side: int | None
+) -> None:
+    """Refuse from the header's size alone: nothing has been decoded yet."""
+    if w * h > max_pixels:
+        raise ImageReadError(f"{path}: {w}x{h} exceeds the {max_pixels}-pixel limit (decompression bomb?)")
+    if max_side is not None and max(w, h) > max_side:
+        raise ImageReadError(f"{path}: {w}x{h} is larger than {max_side} pixels per side (resize it first)")
+    if min_side is not None and min(w, h) < min_side:
+        raise ImageReadError(f"{path}: {w}x{h} is smaller than the {min_side}-pixel minimum side")
+
+
+def open_image(
+    path: str | os.PathLike,
+    max_pixels: int = MAX_PIXELS,
+    *,
+    min_side: int | None = None,
+    max_side: int | None = None,
+) -> Image.Image:
     """Open, fully decode and EXIF-orient an image, refusing bombs and non-images.
+
+    The size limits are checked on the header (``Image.open`` reads only that) before a single
+    pixel is decoded: a 100 KB PNG of 9000x9000 pixels costs no 1.6 GB when it is refused.
 
     Args:
         path: image file.
-        max_pixels: largest accepted width * height.
+        max_pixels: largest accepted width * height (PIL's own limit applies too).
+        min_side, max_side: optional bounds on each side (as stored, before EXIF rotation).
 
     Returns:
         The decoded PIL image in its original mode (orientation applied).
 
     Raises:
-        ImageReadError: missing, unreadable, truncated, not an image, or too large.
+        ImageReadError: missing, unreadable, truncated, not an image, or too large or small.
     """
     path = Path(path)
     if not path.is_file():
@@ -44,12 +68,8 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise ImageReadError(
-                        f"{path}: {w}x{h} exceeds the {max_pixels}-pixel limit (decompression bomb?)"
-                    )
+            with Image.open(path) as img:  # lazy: the header only
+                _check_header_size(path, *img.size, max_pixels, min_side, max_side)
                 img.load()
                 img = ImageOps.exif_transpose(img)
     except ImageReadError:
@@ -62,6 +82,27 @@ def open_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
     if img.width < 1 or img.height < 1:
         raise ImageReadError(f"{path}: empty image")
     return img
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` from the file's header, without decoding it (EXIF rotation not applied).
+
+    Raises:
+        ImageReadError: missing or not an image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.size
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: refused as a decompression bomb ({e})") from None
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageReadError(f"{path}: not a readable image ({reason})") from None
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -126,17 +167,18 @@ def tensor_to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr[:, :, 0] if mode == "L" else arr, mode)
 
 
-def load_rgb(path: str | os.PathLike) -> torch.Tensor:
-    """Read any image file as an RGB float tensor (3, H, W)."""
-    return pil_to_tensor(to_rgb(open_image(path)))
+def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> torch.Tensor:
+    """Read any image file as an RGB float tensor (3, H, W); ``max_side`` is checked on the header."""
+    return pil_to_tensor(to_rgb(open_image(path, max_side=max_side)))
 
 
-def load_mask(path: str | os.PathLike) -> torch.Tensor:
+def load_mask(path: str | os.PathLike, max_side: int | None = None) -> torch.Tensor:
     """Read a grayscale mask / alpha / trimap file as (1, H, W) in [0, 1].
 
     An RGBA file contributes its alpha channel; any other mode is converted to luminance.
+    ``max_side`` is checked on the header, before decoding.
     """
-    img = open_image(path)
+    img = open_image(path, max_side=max_side)
     if has_alpha(img):
         return pil_to_tensor(to_rgba(img).getchannel("A"))
     return pil_to_tensor(_to_8bit(img).convert("L"))

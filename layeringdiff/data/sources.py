@@ -206,12 +206,7 @@ def load_background(path: str | os.PathLike, min_side: int = DEFAULT_MIN_SIDE) -
 
 
 def _open(path: str | os.PathLike, min_side: int):
-    try:
-        img = open_image(path)
+    try:  # the minimum side is checked on the header, before decoding
+        return open_image(path, min_side=min_side)
     except ImageReadError as e:
         raise BadSampleError(str(e), path) from None
-    if min(img.size) < min_side:
-        raise BadSampleError(
-            f"{path}: {img.width}x{img.height} is smaller than the {min_side}-pixel minimum side", path
-        )
-    return img
