@@ -58,6 +58,16 @@ def test_table2_values_and_files(tmp_path):
     result = evaluate(cfg)
     assert result["ours/vertical_center"] == pytest.approx(100 * (8 + 0.5) / 32)  # samples 0, 1
     assert json.loads((tmp_path / "run" / "table2.json").read_text())["rows"][0]["count"] == 2
+    # another threshold in the same folder is refused (its records were made at 0.5)
+    from layeringdiff.errors import ConfigError
+    from layeringdiff.evaluation.records import RecordsMismatchError
+
+    other = [f"+eval.methods.ours={ours}", "eval=table2", "logger=csv"]
+    with pytest.raises(RecordsMismatchError, match=r"with other settings \(threshold: 0.5 -> 0.3\)"):
+        evaluate(compose_eval(tmp_path / "run", [*other, "eval.threshold=0.3"]))
+    for bad in ("nan", "1.5", "-0.1"):  # NaN counted no pixel: every row empty, exit 0
+        with pytest.raises(ConfigError, match=f"eval.threshold must be a number in \\[0, 1\\), got {bad}"):
+            evaluate(compose_eval(tmp_path / "run_bad", [*other, f"eval.threshold={bad}"]))
 
 
 def test_table2_wandb_offline(tmp_path):
@@ -118,6 +128,12 @@ def test_table1_tiny_extractors_and_compare(tmp_path):
     # a second run in the same folder resumes (nothing recomputed) and gives the identical table
     first = (tmp_path / "run1" / "table1.csv").read_text()
     evaluate(cfg)
+    assert (tmp_path / "run1" / "table1.csv").read_text() == first
+    # the same folder under other metric settings is refused, and its table is left as it was
+    from layeringdiff.evaluation.records import RecordsMismatchError
+
+    with pytest.raises(RecordsMismatchError, match=r"'ours' were made with other settings \(metrics.matte"):
+        evaluate(compose_eval(tmp_path / "run1", [*overrides, "metrics.matte=[0,0,0]"]))
     assert (tmp_path / "run1" / "table1.csv").read_text() == first
 
     cfg2 = compose_eval(

@@ -156,6 +156,19 @@ def _method_row(name: str, recs: list[dict], ref_feats: dict, feat_dir: Path, cf
     return row
 
 
+def _record_settings(cfg: DictConfig, methods: dict, inception: bool) -> dict[str, dict]:
+    """Per method, what its per-sample records depend on (a rerun under other settings is refused)."""
+    ev = cfg.eval
+    shared = {
+        "metrics": cfg.metrics,
+        "prompts": ev.get("prompts"),
+        "clip": ev.get("clip", True),
+        "segmenter": ev.get("segmenter"),
+        "inception": inception,
+    }
+    return {name: {**shared, "folder": str(Path(folder).resolve())} for name, folder in methods.items()}
+
+
 def run(cfg: DictConfig) -> dict:
     """Score every folder in ``cfg.eval.methods``; write ``table1.*`` into the run folder."""
     from hydra.utils import instantiate
@@ -174,7 +187,7 @@ def run(cfg: DictConfig) -> dict:
     clip = extractors.clip(cfg) if ev.get("clip", True) else None
     segment = instantiate(ev.segmenter) if ev.get("segmenter") else None
     prompts = load_prompts(ev.get("prompts"))
-    records = ResultLog(out / "table1_samples.jsonl")
+    records = ResultLog(out / "table1_samples.jsonl", _record_settings(cfg, methods, any(refs.values())))
     feat_dir = out / "table1_features"
     scorers = (inception, clip, segment)
     for name, samples in listing.items():

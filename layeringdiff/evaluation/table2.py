@@ -33,14 +33,29 @@ COLUMNS = [
 ]
 
 
+def _threshold(value) -> float:
+    """``eval.threshold`` as a float in [0, 1) (NaN would count no pixel and give empty rows)."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not 0.0 <= t < 1.0:  # also False for NaN
+        raise ConfigError(f"eval.threshold must be a number in [0, 1), got {value!r}")
+    return t
+
+
 def run(cfg: DictConfig) -> dict:
     """Score every folder in ``cfg.eval.methods`` (``{name: output folder}``); write ``table2.*`` and
     ``table2_histograms.png`` into the run folder. Returns ``{"<method>/<stat>": mean}``."""
     methods = dict(cfg.eval.methods or {})
     if not methods:
         raise ConfigError("eval=table2: give at least one output folder, e.g. eval.methods.ours=DIR")
+    threshold = _threshold(cfg.eval.threshold)
     out = Path(cfg.paths.output_dir)
-    records = ResultLog(out / "table2_samples.jsonl")
+    settings = {
+        name: {"folder": str(Path(d).resolve()), "threshold": threshold} for name, d in methods.items()
+    }
+    records = ResultLog(out / "table2_samples.jsonl", settings)
     listing = {name: list_samples(folder) for name, folder in methods.items()}  # fail early on bad folders
     rows, hist, skipped = [], {}, {}
     for name, samples in listing.items():
@@ -49,7 +64,7 @@ def run(cfg: DictConfig) -> dict:
             if records.done(name, s.key):
                 continue
             try:
-                stats = placement_stats(s.alpha(), cfg.eval.threshold)
+                stats = placement_stats(s.alpha(), threshold)
             except (ImageReadError, OSError, ValueError) as e:
                 log.warning("table2: skipping %s (%s)", s.path, e)
                 skipped[name] += 1
@@ -62,7 +77,7 @@ def run(cfg: DictConfig) -> dict:
         rows.append({"method": name, **summarize(done), "empty": empty, "skipped": skipped[name]})
         hist[name] = {k: [r[k] for r in done] for k in STATS}
     notes = (
-        f"Mean ± std over samples, 0-100; alpha > {cfg.eval.threshold}. Occupancy = foreground pixels / all; "
+        f"Mean ± std over samples, 0-100; alpha > {threshold}. Occupancy = foreground pixels / all; "
         "longest span = longer side of the foreground's box / image side; centres from the foreground's "
         "pixel mean (0 = top/left). Samples with an empty alpha are counted in `empty` and left out."
     )
