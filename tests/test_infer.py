@@ -136,7 +136,13 @@ def test_batch_mode_is_resumable_and_skips_bad_prompts(tmp_path, tiny_cache):
     lines = [
         {"prompt": "A bird flying", "foreground_indices": [0, 1]},
         {"prompt": "A cat", "foreground_indices": [7], "id": "bad"},
-        {"id": "two", "prompt": "A cat on a glass table", "foreground_indices": [[0, 1], [4, 5]], "seed": 3},
+        {
+            "id": "two",
+            "prompt": "A cat on a glass table",
+            "foreground_indices": [[0, 1], [4, 5]],
+            "seed": 3,
+            "background_prompt": "a glass table",
+        },
     ]
     prompts.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     over = [
@@ -150,7 +156,8 @@ def test_batch_mode_is_resumable_and_skips_bad_prompts(tmp_path, tiny_cache):
     first = infer(make_cfg(tmp_path, over, tiny_cache))
     assert first["written"] == 2 and [f["id"] for f in first["failed"]] == ["bad"]
     assert sorted(p.name for p in (tmp_path / "batch").iterdir()) == ["00000", "batch_summary.json", "two"]
-    assert json.loads((tmp_path / "batch/two/meta.json").read_text())["seed"] == 3
+    two = json.loads((tmp_path / "batch/two/meta.json").read_text())
+    assert two["seed"] == 3 and two["inputs"]["background_prompt"] == "a glass table"  # the whole line
     assert (tmp_path / "batch/two/foreground_2.png").is_file()
     again = infer(make_cfg(tmp_path, over, tiny_cache))
     assert again["written"] == 0 and again["skipped_done"] == 2

@@ -20,14 +20,7 @@ from layeringdiff.pipeline.errors import InputError
 from layeringdiff.pipeline.foreground import ForegroundDetermination, ForegroundResult, ForegroundSpec
 from layeringdiff.pipeline.generate import CompositeGenerator, GenerationSettings
 from layeringdiff.pipeline.layering import Layering
-from layeringdiff.pipeline.request import (  # noqa: F401 (MIN_SIZE ... re-exported: the pipeline's limits)
-    MAX_SIZE,
-    MIN_SIZE,
-    LayerRequest,
-    check_generation_size,
-    check_image_size,
-    request_from_arguments,
-)
+from layeringdiff.pipeline.request import LayerRequest, request_from_arguments
 
 log = logging.getLogger(__name__)
 

@@ -83,10 +83,10 @@ def infer_batch(cfg: DictConfig, out_root: Path, make_pipeline) -> dict:
         pipe.set_progress_bar(False)
         for item in tqdm(todo, desc="prompts", disable=not cfg.progress):
             seed = int(item.get("seed", cfg.seed + item["line"]))
-            inputs = {k: item.get(k) for k in BATCH_KEYS}
             try:
-                request = request_from_item(inputs)
-                done.append(str(run_request(pipe, cfg, inputs, request, out_root / str(item["id"]), seed)))
+                request = request_from_item({k: item.get(k) for k in BATCH_KEYS})
+                # the whole line goes into meta.json's inputs (Tables 1-3 read e.g. background_prompt there)
+                done.append(str(run_request(pipe, cfg, item, request, out_root / str(item["id"]), seed)))
             # one bad prompt, no foreground found, or a non-empty folder without meta.json in the
             # way: skipped and counted, the rest of the batch goes on
             except (InputError, OutputExistsError) as e:
