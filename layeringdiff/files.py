@@ -2,18 +2,37 @@
 
 Outputs of every stage (images, shards, manifests, exports, tables, tiny test models) go through
 :func:`atomic_file` / :func:`atomic_dir` (or :func:`atomic_write_bytes`) here, so an interrupted
-run leaves either the old file or the new one, and no temporary behind.
+run leaves either the old file or the new one. A run killed outright (``kill -9``, power loss)
+leaves its temporary behind: temporaries are named ``.<name>.<random>.<host>-<pid>.tmp``, and the
+first temporary a process makes in a folder removes the orphans there (:func:`clean_stale_temporaries`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: A temporary whose writer cannot be checked (another host, an older name without the pid, or a
+#: pid that is alive again) is only removed once it is this old (seconds).
+STALE_TEMP_AGE = 24 * 3600
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+# mkstemp / mkdtemp: prefix ".<name>.", 8 random characters, then our suffix
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}(?:\.(?P<host>[0-9a-f]{6})-(?P<pid>\d+))?\.tmp$")
+_cleaned: set[str] = set()
+_cleaned_lock = threading.Lock()
 
 
 def _read_umask() -> int:
@@ -34,11 +53,77 @@ def set_default_permissions(path: str | os.PathLike) -> None:
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_UMASK)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process (or not checkable): assume alive
+    return True
+
+
+def _is_orphan(name: str, age: float, max_age: float) -> bool:
+    match = _TEMP_NAME.match(name)
+    if match is None:
+        return False
+    if age > max_age:
+        return True
+    pid = int(match["pid"]) if match["pid"] else None
+    # the writer is known dead only on this host, and never when it is this process
+    return pid is not None and match["host"] == _HOST and pid != os.getpid() and not _pid_alive(pid)
+
+
+def clean_stale_temporaries(folder: str | os.PathLike, max_age: float = STALE_TEMP_AGE) -> list[Path]:
+    """Remove the temporaries of interrupted writes in ``folder`` (not below it).
+
+    A temporary goes when the process that made it (this host, pid in its name) is gone, or when
+    it is older than ``max_age`` seconds. A live writer's temporary (this process's threads, a
+    concurrent run) is left alone, and so is any name this module does not make.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            if not _is_orphan(entry.name, age, max_age):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue  # gone already (another cleaner), or not ours to remove
+        removed.append(Path(entry.path))
+    if removed:
+        log.info("removed %d temporary file(s) left by interrupted writes in %s", len(removed), folder)
+    return removed
+
+
+def _clean_once(folder: Path) -> None:
+    """:func:`clean_stale_temporaries` on the first temporary this process makes in ``folder``."""
+    key = os.path.abspath(folder)
+    with _cleaned_lock:
+        if key in _cleaned:
+            return
+        _cleaned.add(key)
+    clean_stale_temporaries(folder)
+
+
 def temp_sibling(path: str | os.PathLike, folder: bool = False) -> Path:
-    """Create a new hidden ``.<name>.<random>.tmp`` file or folder beside ``path`` (0600 / 0700)."""
+    """Create a new hidden ``.<name>.<random>.<host>-<pid>.tmp`` file or folder beside ``path``
+    (0600 / 0700); the first one in a folder clears the orphans of killed writers there."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"prefix": f".{path.name}.", "suffix": ".tmp", "dir": path.parent}
+    _clean_once(path.parent)
+    kwargs = {"prefix": f".{path.name}.", "suffix": f".{_HOST}-{os.getpid()}.tmp", "dir": path.parent}
     if folder:
         return Path(tempfile.mkdtemp(**kwargs))
     fd, tmp = tempfile.mkstemp(**kwargs)

@@ -100,3 +100,76 @@ def test_record_settings_writes_once_then_refuses_other_settings(tmp_path):
 def test_settings_diff_sees_keys_missing_on_either_side():
     assert settings_diff({"a": 1, "b": 2}, {"a": 1, "c": 3}) == {"b": (2, None), "c": (None, 3)}
     assert settings_diff({"a": 1}, {"a": 1}) == {}
+
+
+# ------------------------------------------------------------ orphaned temporaries of killed writers
+
+KILLED_WRITER = """
+import os, sys
+from layeringdiff.files import atomic_dir, atomic_file
+folder = sys.argv[1]
+dir_cm, file_cm = atomic_dir(os.path.join(folder, "export")), atomic_file(os.path.join(folder, "table.csv"))
+open(os.path.join(dir_cm.__enter__(), "weights"), "wb").write(b"half")
+file_cm.__enter__().write_bytes(b"half")
+os._exit(9)  # killed mid-write: no cleanup runs
+"""
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_writers_temporaries_are_removed_by_the_next_writer(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import layeringdiff.files as files
+
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], check=False)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 2 and all(
+        n.startswith((".export.", ".table.csv.")) and n.endswith(".tmp") for n in left
+    )
+    monkeypatch.setattr(files, "_cleaned", set())  # a fresh process: this folder not cleaned yet
+    atomic_write_bytes(tmp_path / "other.bin", b"x")  # the next run writing there
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.bin"]
+
+
+def test_live_or_foreign_temporaries_are_kept_until_stale(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from layeringdiff.files import _HOST, clean_stale_temporaries
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {
+            "dead": f".a.png.abcd1234.{_HOST}-{_dead_pid()}.tmp",
+            "live": f".b.png.abcd1234.{_HOST}-{sleeper.pid}.tmp",  # a concurrent writer
+            "mine": f".c.png.abcd1234.{_HOST}-{os.getpid()}.tmp",  # this process's other thread
+            "other_host": f".d.png.abcd1234.ffffff-{_dead_pid()}.tmp",  # pid not checkable here
+            "old_style": ".e.png.abcd1234.tmp",  # before the pid was in the name
+            "not_ours": ".cache.tmp",
+        }
+        for key, name in names.items():
+            (tmp_path / name).mkdir() if key == "dead" else (tmp_path / name).write_bytes(b"")
+        (tmp_path / names["dead"] / "inner").write_bytes(b"x")
+        removed = clean_stale_temporaries(tmp_path)
+        assert [p.name for p in removed] == [names["dead"]]
+        old = time.time() - 2 * 24 * 3600  # older than STALE_TEMP_AGE: removed whoever made them
+        for key in ("live", "other_host", "old_style", "not_ours"):
+            os.utime(tmp_path / names[key], (old, old))
+        removed = clean_stale_temporaries(tmp_path)
+        assert sorted(p.name for p in removed) == sorted(
+            names[k] for k in ("live", "other_host", "old_style")
+        )
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names["mine"], names["not_ours"]])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
