@@ -23,4 +23,8 @@ for _name in _OFFLINE_FLAG_MODULES:
     if hasattr(sys.modules.get(_name), "HF_HUB_OFFLINE"):
         sys.modules[_name].HF_HUB_OFFLINE = True
 
+from layeringdiff.config_resolvers import register_resolvers  # noqa: E402
+
+register_resolvers()
+
 __version__ = "0.1.0"

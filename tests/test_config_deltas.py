@@ -80,13 +80,41 @@ CONSTANTS |= {"transparency_box_threshold", "transparency_text_threshold", "tran
 CONSTANTS |= {"kernel_size", "erode_iterations", "dilate_iterations"}
 
 
-@pytest.mark.parametrize("config, path", [("model/hfa.yaml", ""), ("eval/table1.yaml", "segmenter")])
+@pytest.mark.parametrize(
+    "config, path",
+    [("model/hfa.yaml", ""), ("eval/table1.yaml", "segmenter"), ("pipeline/default.yaml", "foreground")],
+)
 def test_yaml_does_not_restate_the_paper_constants(config, path):
     node = OmegaConf.load(CONFIGS / config)
     node = OmegaConf.select(node, path) if path else node
     assert CONSTANTS & set(restated_defaults(node)) == set()
+    raw = OmegaConf.to_container(node, resolve=False)
+    literal = {k: v for k, v in raw.items() if k in CONSTANTS and not str(v).startswith("${code:")}
+    assert literal == {}, "paper constants are read from the code with ${code:...}, not written in YAML"
 
 
 def test_restated_default_is_found():
     node = OmegaConf.create({"_target_": "layeringdiff.metrics.miou.GroundedSam", "box_threshold": 0.25})
     assert restated_defaults(node) == {"box_threshold": 0.25}
+
+
+def test_code_constants_show_in_yaml_and_override_without_plus(compose_config, tmp_path):
+    """``${code:...}`` gives the code's value; a plain override replaces it; a bad name is named."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    from layeringdiff.compositing import TRIMAP_KERNEL_SIZE
+    from layeringdiff.networks.haar import HAAR_WEIGHT
+    from layeringdiff.pipeline.hf_models import BOX_THRESHOLD
+
+    cfg = compose_config("train", tmp_path, ["experiment=hfa_ban"])
+    assert cfg.model.haar_weight == HAAR_WEIGHT == 0.2
+    assert (
+        compose_config("train", tmp_path, ["experiment=hfa_ban", "model.haar_weight=0.5"]).model.haar_weight
+        == 0.5
+    )
+    infer = compose_config("infer", tmp_path)
+    assert infer.pipeline.foreground.box_threshold == BOX_THRESHOLD == 0.25
+    assert infer.pipeline.foreground.kernel_size == TRIMAP_KERNEL_SIZE == 10
+    bad = OmegaConf.create({"x": "${code:layeringdiff.networks.haar.NO_SUCH}"})
+    with pytest.raises(InterpolationResolutionError, match="no constant 'NO_SUCH' in module"):
+        _ = bad.x

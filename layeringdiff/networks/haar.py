@@ -93,6 +93,11 @@ def _idwt2_scaled(approx: torch.Tensor, details: Details, scale: float | torch.T
     return out.reshape(*lead, 2 * h, 2 * w).mul_(0.5 * scale)
 
 
+# The BAN loss of the paper (Eq. 2): MSE(B, B_gt) + HAAR_WEIGHT * L_H over HAAR_LEVELS Haar scales.
+HAAR_WEIGHT = 0.2
+HAAR_LEVELS = 3
+
+
 def haar_wavedec2(x: torch.Tensor, levels: int = 3) -> tuple[torch.Tensor, list[Details]]:
     """Multi-level 2-D Haar decomposition (differentiable).
 

@@ -22,7 +22,7 @@ from torchmetrics import MeanMetric
 
 from layeringdiff.data.splits import stable_seed
 from layeringdiff.errors import ConfigError
-from layeringdiff.networks.haar import haar_highfreq_loss
+from layeringdiff.networks.haar import HAAR_LEVELS, HAAR_WEIGHT, haar_highfreq_loss
 from layeringdiff.networks.hfa import COPY_THRESHOLD, HFANet, copy_through, degrade_like_fbdd, normalize_layer
 from layeringdiff.training.grids import labelled_grid, log_grid
 
@@ -60,8 +60,8 @@ class HFAModule(pl.LightningModule):
         layer: str = "foreground",
         optimizer: Callable | None = None,
         lr_scheduler: Callable | None = None,
-        haar_weight: float = 0.2,
-        haar_levels: int = 3,
+        haar_weight: float = HAAR_WEIGHT,
+        haar_levels: int = HAAR_LEVELS,
         input_mode: str = "sidecar",
         degrade_seed: int = 0,
         copy_threshold: float = COPY_THRESHOLD,
