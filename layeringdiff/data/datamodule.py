@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
 from layeringdiff.data.sidecar import load_sidecar, sidecar_path
+from layeringdiff.data.skips import SkipCounter
 from layeringdiff.data.splits import stable_seed
 from layeringdiff.data.synthetic import SyntheticLayers
 from layeringdiff.errors import ConfigError, UserError
@@ -54,6 +55,7 @@ class _Sidecars:
             raise ConfigError(f"missing_sidecar must be 'error' or 'skip', got {missing!r}")
         self.dataset, self.dirs, self.missing = dataset, list(dirs), missing
         self.skipped: dict[str, str] = {}
+        self.skip_counter = SkipCounter("sample without sidecars")
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -79,7 +81,7 @@ class SidecarDataset(_Sidecars, Dataset):
                 if self.missing == "error":
                     raise
                 self.skipped[sample["key"]] = str(e)
-                log.warning("skipped %s (%d skipped so far)", e, len(self.skipped))
+                self.skip_counter.note(e)
         raise MissingSidecarError(f"no sample of {n} has all sidecars in {self.dirs}")
 
 
@@ -98,7 +100,7 @@ class SidecarIterable(_Sidecars, IterableDataset):
                 if self.missing == "error":
                     raise
                 self.skipped[sample["key"]] = str(e)
-                log.warning("skipped %s (%d skipped so far)", e, len(self.skipped))
+                self.skip_counter.note(e)
 
 
 class EpochShuffleSampler(RandomSampler):
@@ -131,6 +133,16 @@ class EpochShuffleSampler(RandomSampler):
         self.resume = (0, 0)
         yield from torch.randperm(len(self.data_source), generator=g)[start:].tolist()
         self.epoch += 1
+
+
+def whole_number(name: str, value, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``; a fraction, NaN, text or a smaller number is a one-line error."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok and isinstance(value, float) and value.is_integer():
+        value, ok = int(value), True
+    if not ok or value < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return value
 
 
 def _worker_init(_: int) -> None:
@@ -176,7 +188,11 @@ class LayerDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.dataset_fn = dataset or SyntheticLayers
-        self.size, self.batch_size, self.num_workers = int(size), int(batch_size), int(num_workers)
+        self.size, self.batch_size = (
+            whole_number("data.size", size, 1),
+            whole_number("data.batch_size", batch_size, 1),
+        )
+        self.num_workers = whole_number("data.num_workers", num_workers, 0)
         self.pin_memory, self.seed, self.drop_last = bool(pin_memory), int(seed), bool(drop_last)
         self.sidecars, self.missing_sidecar = [str(d) for d in (sidecars or [])], missing_sidecar
         self.num_samples = {"train": num_train, "val": num_val, "test": num_test}

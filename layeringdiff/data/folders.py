@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from layeringdiff.data.pairs import Pair, pair_key, read_pair_list
 from layeringdiff.data.recipe import TRIMAP_KERNEL_RANGE, make_sample, resize_crop
+from layeringdiff.data.skips import SkipCounter
 from layeringdiff.data.sources import (
     DEFAULT_MIN_SIDE,
     BadSampleError,
@@ -71,6 +72,7 @@ class FolderComposites(Dataset):
         fractions = dict(fractions) if fractions else None
         fg_listing = list_foregrounds(foregrounds)
         self.skipped: dict[str, str] = dict(fg_listing.skipped)
+        self.skip_counter = SkipCounter("sample")
         self.pairs: list[Pair] | None = None
         if pairs is not None and not isinstance(pairs, (str, os.PathLike)):
             pairs = dict(pairs).get(split)
@@ -134,7 +136,6 @@ class FolderComposites(Dataset):
                 return sample
             except BadSampleError as e:
                 last = e
-                if e.path not in self.skipped:
-                    self.skipped[e.path] = str(e)
-                    log.warning("skipped %s (%d skipped so far)", e, len(self.skipped))
+                self.skipped.setdefault(e.path, str(e))
+                self.skip_counter.note(e)  # every skip counts; the warnings are rate-limited
         raise DataSourceError(f"{MAX_CONSECUTIVE_BAD} bad samples in a row from index {index}; last: {last}")

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from layeringdiff.data.recipe import make_sample, trimap_to_uint8
+from layeringdiff.data.skips import SkipCounter
 from layeringdiff.data.sources import DataSourceError
 from layeringdiff.data.splits import stable_seed
 from layeringdiff.errors import ConfigError
@@ -176,6 +177,7 @@ class ShardDataset(IterableDataset):
         self.size, self.epoch = int(size), 0
         self._resume = (0, 0, 1)  # (epoch, batches to skip, batch size)
         self.skipped: dict[str, str] = {}
+        self.skip_counter = SkipCounter("shard record")
 
     def __len__(self) -> int:
         return self.num_samples
@@ -208,10 +210,9 @@ class ShardDataset(IterableDataset):
         import webdataset as wds
 
         def note(exn: Exception) -> bool:
-            self.skipped[f"{len(self.skipped)}"] = (
-                str(exn).splitlines()[0] if str(exn) else type(exn).__name__
-            )
-            log.warning("skipped a broken shard record: %s", exn)
+            reason = str(exn).splitlines()[0] if str(exn) else type(exn).__name__
+            self.skipped[f"{len(self.skipped)}"] = reason
+            self.skip_counter.note(f"(broken tar entry: {reason})")
             return True
 
         yield from wds.DataPipeline(
@@ -246,7 +247,7 @@ class ShardDataset(IterableDataset):
                 sample = decode_sample(record)
             except (ImageReadError, KeyError, ValueError) as e:
                 self.skipped[record.get("__url__", "?") + ":" + record.get("__key__", "?")] = str(e)
-                log.warning("skipped shard record %s: %s", record.get("__key__"), e)
+                self.skip_counter.note(f"{record.get('__key__')}: {e}")
                 continue
             n += 1
             yield sample
