@@ -9,7 +9,13 @@ from PIL import Image
 
 from layeringdiff.compositing import composite, trimap_from_alpha
 from layeringdiff.data.folders import FolderComposites
-from layeringdiff.data.recipe import resize_crop, trimap_kernels, trimap_uint8, uint8_to_tensor
+from layeringdiff.data.recipe import (
+    resize_crop,
+    trimap_kernels,
+    trimap_uint8,
+    trimap_uint8_to_tensor,
+    uint8_to_tensor,
+)
 from layeringdiff.data.sources import load_background, load_foreground
 from layeringdiff.data.synthetic_folders import write_bg20k_folder, write_magick_folder
 
@@ -58,7 +64,7 @@ def folders(tmp_path_factory):
     # 256 px foregrounds (an exact 2x to 128) and 0.1-0.2 MP photos of assorted aspects (not 2x)
     fg = write_magick_folder(root / "MAGICK", 4, size=256, seed=3)
     bg = write_bg20k_folder(root / "BG", 4, seed=3, testval_fraction=0.0, megapixels=(0.1, 0.2))
-    return FolderComposites(fg, bg, split="train", size=128, seed=0, fractions=ALL)
+    return FolderComposites(fg, bg, split="train", size=128, seed=0, fractions=ALL, jpeg_draft=False)
 
 
 def test_folder_samples_match_the_reference_recipe(folders):
@@ -113,8 +119,57 @@ def test_uint8_trimap_equals_the_float_trimap():
         assert torch.equal(got, expected), (fg_k, bg_k)
 
 
+def test_stored_trimap_values_map_to_the_nearest_class():
+    t = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    got = trimap_uint8_to_tensor(t)
+    assert got.shape == (1, 16, 16) and got.dtype == torch.float32
+    expected = np.where(t < 64, 0.0, np.where(t < 193, 0.5, 1.0)).astype(np.float32)  # 0 | 128 | 255
+    assert np.array_equal(got[0].numpy(), expected)
+
+
 def test_uint8_to_tensor_equals_the_reference():
     rgb = np.random.default_rng(2).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     for arr in (rgb, rgb[:, :, ::-1], rgb[:, :, 0], rgb[::2, 1::3]):
         out = uint8_to_tensor(arr)
         assert out.is_contiguous() and torch.equal(out, _reference_to_tensor(arr))
+
+
+@pytest.fixture(scope="module")
+def big_backgrounds(tmp_path_factory):
+    """Photos at least twice the crop (draft mode applies) and one under twice (it cannot)."""
+    root = tmp_path_factory.mktemp("draft")
+    fg = write_magick_folder(root / "MAGICK", 3, size=256, seed=5)
+    bg = write_bg20k_folder(root / "BG", 3, seed=5, testval_fraction=0.0, megapixels=(0.3, 0.5))
+    return fg, bg
+
+
+def test_jpeg_draft_decodes_at_least_the_crop_and_stays_close(big_backgrounds):
+    """Draft mode (DCT-domain 1/2, 1/4, 1/8 scaling) is a documented change: bounded here."""
+    fg, bg = big_backgrounds
+    exact = FolderComposites(fg, bg, split="train", size=128, seed=0, fractions=ALL, jpeg_draft=False)
+    draft = FolderComposites(fg, bg, split="train", size=128, seed=0, fractions=ALL)
+    assert draft.jpeg_draft and not exact.jpeg_draft
+    reduced = changed = 0
+    for i in range(len(draft)):
+        path = draft.pair(i)[2].path
+        full, small = load_background(path), load_background(path, draft_to=128)
+        assert min(small.shape[:2]) >= 128  # never decoded below the crop: no upscaling
+        reduced += small.shape[0] < full.shape[0]
+        a, b = exact.load(i), draft.load(i)
+        for name in ("foreground", "alpha", "trimap"):  # PNG foregrounds: untouched
+            assert torch.equal(a[name], b[name]), name
+        diff = (a["background"] - b["background"]).abs()
+        changed += bool(diff.max() > 0)  # the data set really took the draft path
+        assert diff.mean() <= 2.5 * LEVEL and diff.flatten().quantile(0.99) <= 10 * LEVEL, i
+    assert reduced == changed == len(draft)  # every photo here is >= 2x the crop: draft mode applies
+
+
+def test_jpeg_draft_leaves_pngs_and_small_photos_alone(tmp_path):
+    img = np.random.default_rng(3).integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(img).save(tmp_path / "b.jpg", quality=95)
+    assert np.array_equal(load_background(tmp_path / "a.png", draft_to=64), img)  # PNG: no draft
+    full = load_background(tmp_path / "b.jpg")
+    assert np.array_equal(load_background(tmp_path / "b.jpg", draft_to=150), full)  # < 2x: full size
+    assert load_background(tmp_path / "b.jpg", draft_to=64).shape == (150, 100, 3)  # 2x: 200 // 64 < 4
+    assert load_background(tmp_path / "b.jpg", draft_to=50).shape == (75, 50, 3)  # 4x reduction

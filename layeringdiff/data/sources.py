@@ -200,13 +200,19 @@ def load_foreground_rgba(path: str | os.PathLike, min_side: int = DEFAULT_MIN_SI
     return rgba
 
 
-def load_background(path: str | os.PathLike, min_side: int = DEFAULT_MIN_SIDE) -> np.ndarray:
-    """Decode any image as uint8 RGB (H, W, 3); transparency, if any, is dropped."""
-    return np.asarray(to_rgb(_open(path, min_side)))
+def load_background(
+    path: str | os.PathLike, min_side: int = DEFAULT_MIN_SIDE, draft_to: int | None = None
+) -> np.ndarray:
+    """Decode any image as uint8 RGB (H, W, 3); transparency, if any, is dropped.
+
+    ``draft_to``: a JPEG at least twice this on its shorter side is decoded at 1/2, 1/4 or 1/8 scale
+    in the DCT domain (never below ``draft_to``); the recipe's resize finishes the job.
+    """
+    return np.asarray(to_rgb(_open(path, min_side, draft_to)))
 
 
-def _open(path: str | os.PathLike, min_side: int):
+def _open(path: str | os.PathLike, min_side: int, draft_to: int | None = None):
     try:  # the minimum side is checked on the header, before decoding
-        return open_image(path, min_side=min_side)
+        return open_image(path, min_side=min_side, draft_to=draft_to)
     except ImageReadError as e:
         raise BadSampleError(str(e), path) from None
