@@ -92,6 +92,10 @@ class SidecarIterable(_Sidecars, IterableDataset):
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch, **resume)
 
+    def configure(self, *args, **kwargs) -> None:
+        if hasattr(self.dataset, "configure"):
+            self.dataset.configure(*args, **kwargs)
+
     def __iter__(self) -> Iterator[dict]:
         for sample in self.dataset:
             try:
@@ -235,6 +239,12 @@ class LayerDataModule(pl.LightningDataModule):
         ds = self.build(split)
         iterable = isinstance(ds, IterableDataset)
         sampler = None
+        if iterable and hasattr(ds, "configure"):
+            # Streams split themselves across processes and workers: tell them this process's rank
+            # here (a spawned loader worker has no process group to ask). Map-style sets get
+            # Lightning's DistributedSampler instead.
+            rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+            ds.configure(rank, world, self.batch_size, drop_last=train and self.drop_last)
         if train:
             # The order is a function of (seed, epoch); a resumed run starts where the trainer stopped.
             epoch, done = self.resume_position(len(ds) if hasattr(ds, "__len__") else None)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from layeringdiff.data.recipe import make_sample, trimap_to_uint8
+from layeringdiff.data.shard_split import rank_length, segments, slot_range
 from layeringdiff.data.skips import SkipCounter
 from layeringdiff.data.sources import DataSourceError
 from layeringdiff.data.splits import stable_seed
@@ -134,10 +134,14 @@ def read_manifest(root: str | os.PathLike, split: str) -> dict:
 class ShardDataset(IterableDataset):
     """Stream samples from the shards of one split, with a shuffle buffer for training.
 
-    Shards are split across nodes and loader workers (have at least ``devices * workers``
-    shards); with ``num_samples`` below the split's size each worker stops after its share of it,
-    otherwise every sample is streamed once per epoch. Records that fail to decode
-    are skipped and counted in ``skipped``.
+    Each epoch reads the first ``num_samples`` records of the split's shards (in a per-epoch shard
+    order when shuffling) and divides them among processes and loader workers by
+    :mod:`layeringdiff.data.shard_split`: any number of shards, ranks and workers; each record at
+    most once per epoch; the same number of batches on every rank. The DataModule tells the data
+    set its rank, world size and batching with :meth:`configure` (nothing is read from the
+    environment, so spawned loader workers split the same way); unconfigured, one process streams
+    every record. Records that fail to decode are skipped and counted in ``skipped`` (a rank then
+    takes fewer steps: keep shards readable for multi-process training).
 
     Args:
         root: shard root (containing ``{split}/manifest.json``).
@@ -163,7 +167,9 @@ class ShardDataset(IterableDataset):
             raise DataSourceError(
                 f"{self.root / split}: shards hold {self.manifest['size']}px samples but size={size} was asked"
             )
-        self.urls = [str(self.root / split / s["name"]) for s in self.manifest["shards"] if s["count"] > 0]
+        listed = [s for s in self.manifest["shards"] if s["count"] > 0]
+        self.urls = [str(self.root / split / s["name"]) for s in listed]
+        self.counts = [int(s["count"]) for s in listed]
         missing = [u for u in self.urls if not Path(u).is_file()]
         if missing or not self.urls:
             raise DataSourceError(
@@ -176,11 +182,22 @@ class ShardDataset(IterableDataset):
         )
         self.size, self.epoch = int(size), 0
         self._resume = (0, 0, 1)  # (epoch, batches to skip, batch size)
+        self.rank, self.world, self.batch_size, self.drop_last = 0, 1, 1, False
         self.skipped: dict[str, str] = {}
         self.skip_counter = SkipCounter("shard record")
 
     def __len__(self) -> int:
-        return self.num_samples
+        """Records this rank streams per epoch (all of them for one unconfigured process)."""
+        return rank_length(self.num_samples, self.world, self.batch_size, self.drop_last)
+
+    def configure(self, rank: int = 0, world: int = 1, batch_size: int = 1, drop_last: bool = False) -> None:
+        """This process's place among ``world`` processes and its loader's batching (set before the
+        loader is built; loader workers get a copy)."""
+        if not 0 <= int(rank) < int(world) or int(batch_size) < 1:
+            raise ConfigError(f"rank {rank} of world size {world}, batch size {batch_size}: out of range")
+        self.rank, self.world, self.batch_size = int(rank), int(world), int(batch_size)
+        self.drop_last = bool(drop_last)
+        len(self)  # too few samples for one batch per rank: the one-line error now, not in a worker
 
     def set_epoch(self, epoch: int, resume_batches: int = 0, batch_size: int = 1) -> None:
         """Start the next pass at ``epoch``; skip the ``resume_batches`` batches of ``batch_size``
@@ -188,25 +205,23 @@ class ShardDataset(IterableDataset):
         self.epoch = int(epoch)
         self._resume = (self.epoch, int(resume_batches), int(batch_size))
 
-    def _my_urls(self, epoch: int) -> tuple[list[str], int | None]:
-        """Shards of this node and worker, and this worker's sample budget."""
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    def _my_segments(self, epoch: int) -> list[tuple[str, int, int]]:
+        """``(url, first record, stop)`` pieces of this rank and loader worker in ``epoch``."""
         info = get_worker_info()
         wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
-        urls = list(self.urls)
-        if self.shuffle_buffer:
-            np.random.default_rng([self.seed, epoch]).shuffle(urls)
-        slot, slots = rank * nworkers + wid, world * nworkers
-        if self.num_samples >= self.available:
-            # All samples: each worker streams all of its shards. (An even per-worker budget would drop
-            # samples whenever the shards do not divide evenly across workers: an incomplete latent
-            # cache, a shorter test set.)
-            return urls[slot::slots], None
-        return urls[slot::slots], -(-self.num_samples // slots)
+        order = list(range(len(self.urls)))
+        if self.shuffle_buffer:  # the same order on every rank and worker: it is split below
+            np.random.default_rng([self.seed, epoch]).shuffle(order)
+        counts, left = [], self.num_samples
+        for i in order:  # the epoch covers the first num_samples records in this order
+            counts.append(min(self.counts[i], left))
+            left -= counts[-1]
+        first, n = slot_range(
+            self.num_samples, self.rank, self.world, wid, nworkers, self.batch_size, self.drop_last
+        )
+        return [(self.urls[order[g.shard]], g.start, g.stop) for g in segments(counts, first, n)]
 
-    def _records(self, urls: list[str]) -> Iterator[dict]:
+    def _records(self, pieces: list[tuple[str, int, int]]) -> Iterator[dict]:
         import webdataset as wds
 
         def note(exn: Exception) -> bool:
@@ -215,9 +230,13 @@ class ShardDataset(IterableDataset):
             self.skip_counter.note(f"(broken tar entry: {reason})")
             return True
 
-        yield from wds.DataPipeline(
-            wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=note)
-        )  # fmt: skip
+        for url, start, stop in pieces:
+            records = wds.DataPipeline(wds.SimpleShardList([url]), wds.tarfile_to_samples(handler=note))
+            for i, record in enumerate(records):
+                if i >= stop:
+                    break
+                if i >= start:
+                    yield record
 
     def __iter__(self) -> Iterator[dict]:
         import random
@@ -225,23 +244,20 @@ class ShardDataset(IterableDataset):
         # Advance the epoch when a pass starts: the trainer stops after len(loader) batches without
         # exhausting this generator, so code after the loop would never run.
         epoch, self.epoch = self.epoch, self.epoch + 1
-        urls, budget = self._my_urls(epoch)
+        pieces = self._my_segments(epoch)
         info = get_worker_info()
         wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
         resume_epoch, done, batch_size = self._resume
         self._resume = (0, 0, 1)
         # batches j < done came from worker j % nworkers: skip this worker's share of them, undecoded
         skip = len(range(wid, done, nworkers)) * batch_size if resume_epoch == epoch else 0
-        stream = self._records(urls)
+        stream = self._records(pieces)
         if self.shuffle_buffer:
-            rng = random.Random(stable_seed("shuffle", self.seed, epoch, *urls))
+            rng = random.Random(stable_seed("shuffle", self.seed, epoch, *(map(str, pieces))))
             stream = _shuffle(stream, self.shuffle_buffer, rng)
-        n = 0
         for record in stream:
-            if budget is not None and n >= budget:
-                break
             if skip:
-                skip, n = skip - 1, n + 1
+                skip -= 1
                 continue
             try:
                 sample = decode_sample(record)
@@ -249,7 +265,6 @@ class ShardDataset(IterableDataset):
                 self.skipped[record.get("__url__", "?") + ":" + record.get("__key__", "?")] = str(e)
                 self.skip_counter.note(f"{record.get('__key__')}: {e}")
                 continue
-            n += 1
             yield sample
 
 

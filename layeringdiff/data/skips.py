@@ -28,7 +28,8 @@ class SkipCounter:
 
     def __init__(self, what: str = "sample") -> None:
         self.what = what
-        self._shared = multiprocessing.Value("q", 0)
+        # a spawn-context lock also reaches spawned loader workers (a fork-context one is refused)
+        self._shared = multiprocessing.get_context("spawn").Value("q", 0)
         self._local = 0
 
     def note(self, reason: object) -> int:
