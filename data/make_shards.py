@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-shard", type=int, default=1000)
-    ap.add_argument("--image-format", default="png", choices=("png", "npy"))
+    ap.add_argument("--image-format", default="tiff", choices=("png", "tiff", "npy"))
     ap.add_argument("--fractions", default="0.98,0.01,0.01", help="train,val,test hash-split fractions")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -53,7 +53,7 @@ def write_shards(
         out_dir: shard root; shards go to ``out_dir/split``.
         split: split name, used in file names.
         samples_per_shard: source indices per shard (a shard holds fewer when samples are bad).
-        image_format: "png" (default) or "npy" for foreground / background.
+        image_format: "png" (default), "tiff" (smaller, faster to read) or "npy" (raw) for foreground / background.
         num_samples: how many source indices to write (default: all).
         description: extra information stored in the manifest (e.g. the command line).
     """

@@ -5,9 +5,11 @@ Layout: ``{root}/{split}/{split}-{i:06d}.tar`` plus, per shard, ``{split}-{i:06d
 after the tar is in place: its presence marks the shard finished) and ``{root}/{split}/manifest.json``.
 One tar member group per sample (``__key__`` is a running number, the sample key is in the JSON):
 
-- ``foreground.png`` / ``background.png``: 8-bit RGB (or ``.npy`` raw uint8 with
-  ``image_format="npy"``: bigger, faster to decode); ``alpha.png``: 8-bit gray (always lossless
-  PNG); ``trimap.png``: 0 / 128 / 255; ``json``: key, fg_caption, source.
+- ``foreground.png`` / ``background.png``: 8-bit RGB; or ``.tiff`` with ``image_format="tiff"``
+  (lossless zstd + horizontal predictor: a little smaller than PNG, ~2.5x faster to decode); or
+  ``.npy`` raw uint8 with ``image_format="npy"`` (~2.6x the PNG size, fastest to decode);
+  ``alpha.png``: 8-bit gray (always lossless PNG); ``trimap.png``: 0 / 128 / 255; ``json``: key,
+  fg_caption, source.
 
 The composite is not stored: it is recomputed in float from the 8-bit layers exactly as the
 on-the-fly recipe does, so a sample read back equals the sample written, bit for bit.
@@ -36,6 +38,9 @@ from layeringdiff.images import ImageReadError, tensor_to_uint8
 
 log = logging.getLogger(__name__)
 FORMAT = "layeringdiff-shards/1"
+# Codecs of the foreground / background members (alpha and trimap are always PNG).
+IMAGE_FORMATS = ("png", "npy", "tiff")
+TIFF_PREDICTOR = 317  # TIFF tag: 2 = horizontal differencing before compression
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -54,6 +59,23 @@ def _png(arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _tiff(arr: np.ndarray) -> bytes:
+    """Lossless TIFF, zstd with the horizontal-difference predictor (Pillow's libtiff): a little
+    smaller than the PNG layers and ~2.5x faster to decode."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    try:
+        Image.fromarray(np.ascontiguousarray(arr)).save(
+            buf, format="TIFF", compression="zstd", tiffinfo={TIFF_PREDICTOR: 2}
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(
+            f"image_format 'tiff' needs Pillow built with libtiff and zstd ({e}); use 'png' or 'npy'"
+        ) from None
+    return buf.getvalue()
+
+
 def _npy(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
@@ -62,9 +84,9 @@ def _npy(arr: np.ndarray) -> bytes:
 
 def encode_sample(sample: dict, index: int, image_format: str = "png") -> dict:
     """Sample dict -> webdataset record (bytes per member)."""
-    if image_format not in ("png", "npy"):
-        raise ConfigError(f"image_format must be 'png' or 'npy', got {image_format!r}")
-    enc = _png if image_format == "png" else _npy
+    if image_format not in IMAGE_FORMATS:
+        raise ConfigError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
+    enc = {"png": _png, "npy": _npy, "tiff": _tiff}[image_format]
     meta = {
         "key": sample["key"],
         "fg_caption": sample.get("fg_caption", ""),
@@ -83,15 +105,31 @@ def encode_sample(sample: dict, index: int, image_format: str = "png") -> dict:
 def _decode_image(name: str, data: bytes) -> np.ndarray:
     if name.endswith(".npy"):
         arr = np.load(io.BytesIO(data), allow_pickle=False)
+    elif name.endswith(".tiff"):
+        arr = _decode_tiff(name, data)
     else:
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        # colour layers straight to RGB (no BGR pass, no flipped copy); alpha / trimap as stored
+        colour = name.startswith(("foreground.", "background."))
+        flags = cv2.IMREAD_COLOR_RGB if colour else cv2.IMREAD_UNCHANGED
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
         if arr is None:
             raise ImageReadError(f"{name}: not a readable PNG")
-        if arr.ndim == 3:
-            arr = arr[:, :, ::-1]  # BGR -> RGB as a view; the tensor conversion makes the one copy
     if arr.dtype != np.uint8:
         raise ImageReadError(f"{name}: expected 8-bit data, got {arr.dtype}")
     return arr
+
+
+def _decode_tiff(name: str, data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.mode not in ("RGB", "L"):
+                raise ValueError(f"mode {img.mode}")
+            return np.asarray(img)
+    except Exception as e:  # PIL raises many types for corrupt data
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageReadError(f"{name}: not a readable TIFF layer ({reason})") from None
 
 
 def decode_sample(record: dict) -> dict:
@@ -100,7 +138,7 @@ def decode_sample(record: dict) -> dict:
     meta = json.loads(members["json"])
 
     def image(stem: str) -> np.ndarray:
-        for ext in ("png", "npy"):
+        for ext in ("png", "npy", "tiff"):
             if f"{stem}.{ext}" in members:
                 return _decode_image(f"{stem}.{ext}", members[f"{stem}.{ext}"])
         raise KeyError(f"sample {meta.get('key')!r} has no {stem} member")
