@@ -1,11 +1,15 @@
 """Cache FBDD outputs (F_hat, B_hat) beside a data set: the inputs HFA is trained on.
 
-For every sample of the chosen splits, writes ``{out}/{key}.safetensors`` holding the uint8 images
-``fbdd_foreground`` and/or ``fbdd_background``; training then reads them with
-``data.sidecars=[<out>]`` (layeringdiff.data.sidecar). Resumable: samples whose sidecar already
-holds every requested tensor are skipped (a partial sidecar is completed, not redone); each file
-is written atomically; settings are recorded in ``{out}/cache_info.json`` and a run with other
-settings refuses to mix into the same folder.
+For every sample of the chosen splits, stores the uint8 images ``fbdd_foreground`` and/or
+``fbdd_background`` in a cache of tar shards with a manifest (layeringdiff/data/cache_shards.py);
+training then reads them with ``data.sidecars=[<out>]`` (a folder, an fsspec URL or a ``pipe:``
+command). Resumable: finished shards are skipped; each shard is written atomically; settings are
+recorded in ``{out}/cache_info.json`` and a run with other settings refuses to mix into the same
+folder. Samples of a batch the FBDD refuses (e.g. a bad size) are counted as failed and left out.
+
+Sharded: ``--shard I/N`` (or torchrun's RANK / WORLD_SIZE, SLURM's array or task variables) writes
+every N-th cache shard; the N runs together write the files one run would, and the last one to
+finish writes the complete manifest (``--merge`` rebuilds it and lists shards still missing).
 
 Modes:
   fbdd     the paper's setting: run the exported FBDD models (``FBDD.from_pretrained``).
@@ -15,7 +19,7 @@ Modes:
 Examples (arguments after the options are Hydra overrides of configs/train.yaml's data group):
   python data/cache_fbdd_outputs.py --out data/fbdd_outputs/shards --mode fbdd \\
       --fbdd-foreground outputs/fbdd_fg/<run>/export --fbdd-background outputs/fbdd_bg/<run>/export \\
-      --steps 50 --batch-size 8 --device cuda data=shards
+      --batch-size 8 --device cuda data=shards     # --steps: configs/fbdd/default.yaml
   python data/cache_fbdd_outputs.py --out cache/fbdd_degrade --mode degrade \\
       data=synthetic data.size=64 data.num_train=8 data.num_val=2
 """
@@ -29,35 +33,55 @@ from pathlib import Path
 
 import torch
 
-from layeringdiff.data.sidecar import image_to_uint8, sidecar_path
+from layeringdiff.data.sidecar import image_to_uint8
 from layeringdiff.errors import UserError
-from layeringdiff.files import atomic_write_bytes, record_settings
+from layeringdiff.files import record_settings
 
 log = logging.getLogger("cache_fbdd_outputs")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 INFO_NAME = "cache_info.json"
 
 
+def fbdd_sampling() -> dict:
+    """The shared FBDD sampling settings (``configs/fbdd/default.yaml``): the HFA cache must sample
+    FBDD as inference and Table 4 do, or HFA learns to refine outputs it never sees."""
+    from omegaconf import OmegaConf
+
+    return dict(OmegaConf.load(CONFIG_DIR / "fbdd" / "default.yaml"))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="sidecar folder to write")
+    p.add_argument("--out", required=True, help="cache folder to write")
     p.add_argument("--mode", choices=("fbdd", "degrade"), required=True)
     p.add_argument("--fbdd-foreground", help="exported FBDD foreground model folder (mode fbdd)")
     p.add_argument("--fbdd-background", help="exported FBDD background model folder (mode fbdd)")
-    p.add_argument("--steps", type=int, default=50, help="FBDD sampler steps")
-    p.add_argument("--scheduler", default="ddim", help="FBDD sampler: ddim | dpmsolver++ | ddpm | euler")
+    sampling = fbdd_sampling()
+    p.add_argument(
+        "--steps", type=int, default=sampling["num_inference_steps"],
+        help="FBDD sampler steps (default: configs/fbdd/default.yaml, which inference and Table 4 read)",
+    )  # fmt: skip
+    p.add_argument(
+        "--scheduler", default=sampling["scheduler"],
+        help="FBDD sampler: ddim | dpmsolver++ | ddpm | euler (default: configs/fbdd/default.yaml)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="noise / degradation seed")
     p.add_argument("--splits", default="train,val", help="comma-separated: train,val,test")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--samples-per-shard", type=int, default=500, help="map-style data: samples per cache shard"
+    )
+    p.add_argument("--shard", default=None, help="I/N: write every N-th cache shard from the I-th (0-based)")
+    p.add_argument("--merge", action="store_true", help="only rebuild the manifest from the finished shards")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for the data config, e.g. data=shards")
     args = p.parse_args(argv)
     args.splits = [s for s in args.splits.split(",") if s]
     if not args.splits or not set(args.splits) <= {"train", "val", "test"}:
         p.error(f"--splits: comma-separated names out of train, val, test; got {args.splits}")
-    if args.mode == "fbdd" and not (args.fbdd_foreground or args.fbdd_background):
+    if args.mode == "fbdd" and not args.merge and not (args.fbdd_foreground or args.fbdd_background):
         p.error("--mode fbdd needs --fbdd-foreground and/or --fbdd-background")
     return args
 
@@ -73,7 +97,7 @@ def build_datamodule(overrides: list[str]):
 
 
 def cache_settings(args: argparse.Namespace) -> dict:
-    info = {"mode": args.mode, "seed": args.seed}
+    info = {"mode": args.mode, "seed": args.seed, "samples_per_shard": args.samples_per_shard}
     if args.mode == "fbdd":
         info.update(
             steps=args.steps,
@@ -82,30 +106,6 @@ def cache_settings(args: argparse.Namespace) -> dict:
             fbdd_background=str(args.fbdd_background) if args.fbdd_background else None,
         )
     return info
-
-
-def stored_names(out: Path, key: str) -> set[str]:
-    """Tensor names already in a sample's sidecar (empty when there is none or it is unreadable)."""
-    from safetensors import safe_open
-
-    path = sidecar_path(out, key)
-    if not path.is_file():
-        return set()
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return set(f.keys())
-    except Exception:  # a corrupt file is redone
-        return set()
-
-
-def write_sidecar(out: Path, key: str, tensors: dict[str, torch.Tensor]) -> None:
-    """Add uint8 images to the sample's sidecar (keeping what it already holds), atomically."""
-    from safetensors.torch import load_file, save
-
-    path = sidecar_path(out, key)
-    merged = load_file(str(path)) if stored_names(out, key) else {}
-    merged.update({k: image_to_uint8(v).cpu().contiguous() for k, v in tensors.items()})
-    atomic_write_bytes(path, save(merged))
 
 
 class Producer:
@@ -157,49 +157,38 @@ class Producer:
         return out
 
 
-def select(batch: dict, index: list[int]) -> dict:
-    return {k: (v[index] if torch.is_tensor(v) else [v[i] for i in index]) for k, v in batch.items()}
-
-
-def cache_split(dm, split: str, out: Path, produce: Producer, args: argparse.Namespace) -> dict[str, int]:
-    """Fill the sidecars of one split; returns counts of written, skipped (done) and failed samples."""
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
-    loader = DataLoader(dm.build(split), batch_size=args.batch_size, num_workers=args.num_workers)
-    counts = {"written": 0, "skipped": 0, "failed": 0}
-    bar = tqdm(loader, desc=f"{split}", unit="batch", disable=args.no_progress)
-    for batch in bar:
-        keys = list(batch["key"])
-        todo = [i for i, k in enumerate(keys) if not produce.names <= stored_names(out, k)]
-        counts["skipped"] += len(keys) - len(todo)
-        if todo:
-            sub = select(batch, todo)
-            try:
-                tensors = produce(sub, list(sub["key"]))
-            except UserError as e:  # e.g. FBDDInputError for a bad size: count it, go on
-                counts["failed"] += len(todo)
-                log.warning("%s: %d samples failed: %s", split, len(todo), str(e).splitlines()[0])
-            else:
-                for j, key in enumerate(sub["key"]):
-                    write_sidecar(out, key, {name: t[j] for name, t in tensors.items()})
-                counts["written"] += len(todo)
-        bar.set_postfix(counts)
-    return counts
-
-
 @torch.no_grad()
 def main(argv: list[str] | None = None) -> dict[str, dict[str, int]]:
-    """Run the cache; returns ``{split: {"written", "skipped", "failed"}}``."""
+    """Run the cache; returns ``{split: {"written", "skipped", "failed"}}`` (this process's shards)."""
+    from layeringdiff.data.cache_jobs import fill_cache, merge_cache
+    from layeringdiff.sharding import local_device, resolve_shard
+
     args = parse_args(argv)
     out = Path(args.out)
+    if args.merge:
+        merged = merge_cache(out, INFO_NAME)
+        print(
+            f"{out}: {merged['samples']} samples in {merged['shards']} shards, {len(merged['missing'])} missing"
+        )
+        return merged
+    shard = resolve_shard(args.shard)
+    args.device = local_device(args.device)
     # data and models first: a missing model or data set must not leave a settings file behind
     # that would refuse the corrected rerun into the same --out
     dm = build_datamodule(args.overrides)
     produce = Producer(args)
     out.mkdir(parents=True, exist_ok=True)
-    record_settings(out / INFO_NAME, cache_settings(args), error=SystemExit)
-    results = {split: cache_split(dm, split, out, produce, args) for split in args.splits}
+    settings = cache_settings(args)
+    record_settings(out / INFO_NAME, settings, error=SystemExit)
+
+    def compute(batch: dict) -> dict[str, torch.Tensor]:
+        return {k: image_to_uint8(v).cpu() for k, v in produce(batch, list(batch["key"])).items()}
+
+    datasets = {split: dm.build(split) for split in args.splits}
+    results = fill_cache(
+        out, datasets, compute, shard, settings, args.samples_per_shard, args.batch_size, args.num_workers,
+        not args.no_progress,
+    )  # fmt: skip
     for split, counts in results.items():
         log.info("%s: %s", split, counts)
         print(

@@ -1,17 +1,24 @@
 """Pre-encode the FBDD training latents (composite, F, B) beside a data set: the latent cache.
 
-For every sample of the chosen splits, writes ``{out}/{key}.safetensors`` holding
-``latent_composite``, ``latent_foreground`` and ``latent_background``: the VAE posterior means,
-UNSCALED (FBDDModule multiplies by the VAE's ``scaling_factor``). Training reads them with
-``data.sidecars=[<out>]`` and then never runs the VAE encoder. Resumable: samples whose sidecar
-exists are skipped; each file is written atomically; the settings are recorded in
+For every sample of the chosen splits, stores ``latent_composite``, ``latent_foreground`` and
+``latent_background``: the VAE posterior means, UNSCALED (FBDDModule multiplies by the VAE's
+``scaling_factor``). The cache is a folder of tar shards with a manifest
+(layeringdiff/data/cache_shards.py); training reads it with ``data.sidecars=[<out>]`` (a folder,
+an fsspec URL or a ``pipe:`` command) and then never runs the VAE encoder. Resumable: finished
+shards are skipped; each shard is written atomically; the settings are recorded in
 ``{out}/cache_info.json`` and a run with another VAE or image size refuses to mix into the folder.
+
+Sharded: ``--shard I/N`` (or torchrun's RANK / WORLD_SIZE, SLURM's array or task variables) writes
+every N-th cache shard; the N runs together write the files one run would, and the last one to
+finish writes the complete manifest (``--merge`` rebuilds it and lists shards still missing).
 
 The cache is only valid for data whose samples are a fixed function of their key (no random
 crops or flips at load time): the synthetic data and the prepared shards are.
 
 Examples (arguments after the options are Hydra overrides of configs/train.yaml):
   python data/encode_latents.py --out cache/latents/shards512 --device cuda experiment=fbdd_fg data=shards
+  torchrun --nproc-per-node 8 data/encode_latents.py --out cache/latents/shards512 --device cuda experiment=fbdd_fg data=shards
+  python data/encode_latents.py --out cache/latents/shards512 --merge
   python train.py experiment=fbdd_fg data=shards data.sidecars=[cache/latents/shards512]
   python data/encode_latents.py --out cache/latents/smoke experiment=fbdd_smoke   # tiny, CPU
 """
@@ -26,7 +33,6 @@ from pathlib import Path
 
 import torch
 
-from layeringdiff.data.sidecar import save_sidecar, sidecar_path
 from layeringdiff.files import record_settings
 
 log = logging.getLogger("encode_latents")
@@ -41,7 +47,7 @@ LATENT_SOURCES = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="sidecar folder to write")
+    p.add_argument("--out", required=True, help="cache folder to write")
     p.add_argument("--splits", nargs="+", default=["train", "val"])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--num-workers", type=int, default=0)
@@ -49,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dtype", choices=("float32", "float16"), default="float32", help="stored latent precision"
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--samples-per-shard", type=int, default=500, help="map-style data: samples per cache shard"
+    )
+    p.add_argument("--shard", default=None, help="I/N: write every N-th cache shard from the I-th (0-based)")
+    p.add_argument("--merge", action="store_true", help="only rebuild the manifest from the finished shards")
+    p.add_argument("--progress", action="store_true", help="progress bar over the cache shards")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=fbdd_fg data=shards")
     return p.parse_args(argv)
 
@@ -75,37 +87,36 @@ def load_vae(pretrained: str, build_tiny: bool = False):
     return AutoencoderKL.from_pretrained(root, subfolder="vae").eval().requires_grad_(False)
 
 
-@torch.no_grad()
-def encode_split(
-    dataset, vae, out: Path, batch_size: int, num_workers: int, device: str, dtype: torch.dtype
-) -> dict:
-    """Encode every sample of ``dataset`` whose sidecar is missing. Returns counts."""
-    from torch.utils.data import DataLoader
+def latent_compute(vae, device: str, dtype: torch.dtype):
+    """``batch -> {latent_<image>: (B, 4, h, w)}``: posterior means of the batch's images, unscaled."""
 
-    counts = {"encoded": 0, "skipped": 0}
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    for batch in loader:
-        todo = [i for i, key in enumerate(batch["key"]) if not sidecar_path(out, key).is_file()]
-        counts["skipped"] += len(batch["key"]) - len(todo)
-        if not todo:
-            continue
-        latents = {}
+    @torch.no_grad()
+    def compute(batch: dict) -> dict[str, torch.Tensor]:
+        out = {}
         for name, image_key in LATENT_SOURCES.items():
-            images = batch[image_key][todo].to(device, vae.dtype)
-            latents[name] = vae.encode(images * 2 - 1).latent_dist.mode().to("cpu", dtype)
-        for j, i in enumerate(todo):
-            save_sidecar(out, batch["key"][i], {name: lat[j] for name, lat in latents.items()})
-        counts["encoded"] += len(todo)
-    return counts
+            images = batch[image_key].to(device, vae.dtype)
+            out[name] = vae.encode(images * 2 - 1).latent_dist.mode().to("cpu", dtype)
+        return out
+
+    return compute
 
 
 def main(argv: list[str] | None = None) -> dict:
     from hydra.utils import instantiate
 
+    from layeringdiff.data.cache_jobs import fill_cache, merge_cache
+    from layeringdiff.sharding import local_device, resolve_shard
+
     args = parse_args(argv)
-    cfg = compose_config(args.overrides)
-    vae = load_vae(cfg.model.pretrained, bool(cfg.model.get("build_tiny", False))).to(args.device)
     out = Path(args.out)
+    if args.merge:
+        merged = merge_cache(out, INFO_NAME)
+        print(json.dumps(merged))
+        return merged
+    shard = resolve_shard(args.shard)
+    device = local_device(args.device)
+    cfg = compose_config(args.overrides)
+    vae = load_vae(cfg.model.pretrained, bool(cfg.model.get("build_tiny", False))).to(device)
     out.mkdir(parents=True, exist_ok=True)
     info = {
         "vae": str(cfg.model.pretrained),
@@ -114,16 +125,26 @@ def main(argv: list[str] | None = None) -> dict:
         "latents": "posterior mean, unscaled (multiply by scaling_factor)",
         "scaling_factor": float(vae.config.scaling_factor),
         "dtype": args.dtype,
+        "samples_per_shard": args.samples_per_shard,
     }
     record_settings(out / INFO_NAME, info, error=SystemExit)
     datamodule = instantiate(cfg.data)
-    totals = {}
-    for split in args.splits:
-        dataset = datamodule.build(split)
-        totals[split] = encode_split(
-            dataset, vae, out, args.batch_size, args.num_workers, args.device, getattr(torch, args.dtype)
-        )
-        log.info("%s: %s", split, totals[split])
+    datasets = {split: datamodule.build(split) for split in args.splits}
+    compute = latent_compute(vae, device, getattr(torch, args.dtype))
+    counts = fill_cache(
+        out,
+        datasets,
+        compute,
+        shard,
+        info,
+        args.samples_per_shard,
+        args.batch_size,
+        args.num_workers,
+        args.progress,
+    )
+    totals = {split: {"encoded": c["written"], "skipped": c["skipped"]} for split, c in counts.items()}
+    for split, c in totals.items():
+        log.info("%s: %s", split, c)
     print(json.dumps(totals))
     return totals
 

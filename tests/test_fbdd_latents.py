@@ -43,3 +43,6 @@ def test_latent_cache_exact_resumable_and_used_by_the_data_module(tmp_path):
             expected = fbdd.encode(sample[name][None]) / fbdd.scaling_factor
             torch.testing.assert_close(sample[f"latent_{name}"][None], expected, atol=1e-5, rtol=1e-5)
     assert sample["key"] == SyntheticLayers(3, size=32, split="train").key(1)
+    # written as tar shards with a manifest, not one file per sample
+    assert not list(out.glob("*.safetensors")) and (out / "manifest.json").is_file()
+    assert [p.name for p in (out / "train").glob("*.tar")] == ["train-000000.tar"]

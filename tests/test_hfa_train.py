@@ -132,25 +132,45 @@ def test_cache_degrade_mode_resumes_and_feeds_training(tmp_path, compose_config)
     cache = load_cache_script()
     out = tmp_path / "fbdd_outputs"
     data = ["data=synthetic", "data.size=32", "data.num_train=3", "data.num_val=1"]
-    first = cache.main(["--out", str(out), "--mode", "degrade", "--no-progress", "--batch-size", "2", *data])
+    base = [
+        "--out",
+        str(out),
+        "--mode",
+        "degrade",
+        "--no-progress",
+        "--batch-size",
+        "2",
+        "--samples-per-shard",
+        "2",
+    ]
+    first = cache.main([*base, *data])
     assert first == {
         "train": {"written": 3, "skipped": 0, "failed": 0},
         "val": {"written": 1, "skipped": 0, "failed": 0},
     }
-    files = sorted(out.glob("*.safetensors"))
-    stamps = {p: p.stat().st_mtime_ns for p in files}
-    original = files[0].read_bytes()
-    files[0].unlink()  # an interrupted run: one sample missing
-    second = cache.main(["--out", str(out), "--mode", "degrade", "--no-progress", "--batch-size", "2", *data])
-    assert second["train"]["written"] + second["val"]["written"] == 1
-    assert second["train"]["skipped"] + second["val"]["skipped"] == 3
-    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != files[0])
-    # same settings -> the redone sample is identical (seeded per sample, not per batch)
-    from layeringdiff.data.sidecar import load_sidecar
+    shards = sorted(out.glob("*/*.tar"))  # train 0-1, train 2, val 0: tar shards, not a file per sample
+    assert [p.relative_to(out).as_posix() for p in shards] == [
+        "train/train-000000.tar", "train/train-000001.tar", "val/val-000000.tar",
+    ]  # fmt: skip
+    assert not list(out.rglob("*.safetensors"))
+    from layeringdiff.data.cache_reader import CacheReader
 
-    redone = load_sidecar(out, files[0].stem)
-    assert set(redone) == {"fbdd_foreground", "fbdd_background"}
-    assert files[0].read_bytes() == original
+    before = {k: v for k, v in CacheReader(out).samples()}
+    stamps = {p: p.stat().st_mtime_ns for p in shards}
+    original = shards[1].read_bytes()
+    shards[1].with_suffix(".json").unlink()  # an interrupted run: the last train shard unfinished
+    second = cache.main([*base, *data])
+    assert second["train"] == {"written": 1, "skipped": 2, "failed": 0}
+    assert second["val"] == {"written": 0, "skipped": 1, "failed": 0}
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != shards[1])
+    # same settings -> the redone shard is identical, byte for byte (seeded per sample, not per batch)
+    assert shards[1].read_bytes() == original
+    reader = CacheReader(out)
+    assert sorted(reader.keys()) == sorted(before)
+    for key, tensors in before.items():
+        redone = reader.get(key)
+        assert set(redone) == {"fbdd_foreground", "fbdd_background"}
+        assert all(torch.equal(redone[k], tensors[k]) for k in tensors)
     # other settings may not mix into the folder
 
     with pytest.raises(SystemExit, match="other settings"):
@@ -196,10 +216,10 @@ def test_cache_fbdd_mode_runs_exported_fbdd_models_and_resumes(tmp_path):
         "--splits", "train", "data=synthetic", "data.size=32", "data.num_train=2",
     ]  # fmt: skip
     assert cache.main(args)["train"] == {"written": 2, "skipped": 0, "failed": 0}
-    from layeringdiff.data.sidecar import load_sidecar
+    from layeringdiff.data.cache_reader import CacheReader
 
-    key = sorted(out.glob("*.safetensors"))[0].stem
-    side = load_sidecar(out, key)
+    key = sorted(CacheReader(out).keys())[0]
+    side = CacheReader(out).get(key)
     assert side["fbdd_foreground"].shape == (3, 32, 32) and side["fbdd_background"].shape == (3, 32, 32)
     assert cache.main(args)["train"] == {"written": 0, "skipped": 2, "failed": 0}
     # every sidecar equals FBDD.decompose run directly on that sample, with the layer's own model,
@@ -215,7 +235,7 @@ def test_cache_fbdd_mode_runs_exported_fbdd_models_and_resumes(tmp_path):
         model = FBDD.from_pretrained(tmp_path / layer)
         direct = model.decompose(batch["composite"], batch["alpha"], 2, generator=gen, scheduler="ddim")
         for i, key in enumerate(keys):
-            cached = load_sidecar(out, key)[f"fbdd_{layer}"]
+            cached = CacheReader(out).get(key)[f"fbdd_{layer}"]
             assert torch.equal(image_to_uint8(direct[i]), image_to_uint8(cached)), (layer, key)
 
 

@@ -16,33 +16,33 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
-from layeringdiff.data.sidecar import load_sidecar, sidecar_path
+from layeringdiff.data.cache_reader import CacheReader, MissingSidecarError, SidecarFolder, open_cache
 from layeringdiff.data.skips import SkipCounter
 from layeringdiff.data.splits import stable_seed
 from layeringdiff.data.synthetic import SyntheticLayers
-from layeringdiff.errors import ConfigError, UserError
+from layeringdiff.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-class MissingSidecarError(UserError, FileNotFoundError):
-    """A configured sidecar folder has no file for a sample (the cache is incomplete)."""
+__all__ = ["LayerDataModule", "MissingSidecarError", "merge_sidecars"]
 
 
-def merge_sidecars(sample: dict, dirs: Sequence[str]) -> dict:
-    """Add the tensors of ``{dir}/{key}.safetensors`` for every dir to ``sample`` (in place).
+def merge_sidecars(sample: dict, caches: Sequence[str | CacheReader | SidecarFolder]) -> dict:
+    """Add the cached tensors of ``sample["key"]`` from every cache to ``sample`` (in place).
+
+    A cache is a reader or a folder / URL for :func:`~layeringdiff.data.cache_reader.open_cache`
+    (sharded caches, or the older ``{dir}/{key}.safetensors`` folders).
 
     Raises:
-        MissingSidecarError: one line naming the missing file.
-        ValueError: a sidecar tensor would overwrite a key the sample already has.
+        MissingSidecarError: one line naming the cache and the sample.
+        ValueError: a cached tensor would overwrite a key the sample already has.
     """
-    for root in dirs:
-        path = sidecar_path(root, sample["key"])
-        if not path.is_file():
-            raise MissingSidecarError(f"{path}: no sidecar for sample {sample['key']!r} (cache incomplete?)")
-        for name, value in load_sidecar(root, sample["key"]).items():
+    for cache in caches:
+        reader = open_cache(cache) if isinstance(cache, str) else cache
+        for name, value in reader.get(sample["key"]).items():
             if name in sample:
-                raise ValueError(f"{path}: sidecar tensor {name!r} clashes with a sample key")
+                raise ValueError(f"{reader.root}: cached tensor {name!r} clashes with a sample key")
             sample[name] = value
     return sample
 
@@ -54,6 +54,7 @@ class _Sidecars:
         if missing not in ("error", "skip"):
             raise ConfigError(f"missing_sidecar must be 'error' or 'skip', got {missing!r}")
         self.dataset, self.dirs, self.missing = dataset, list(dirs), missing
+        self.caches = [open_cache(d) for d in self.dirs]  # readers: picklable, files opened per worker
         self.skipped: dict[str, str] = {}
         self.skip_counter = SkipCounter("sample without sidecars")
 
@@ -76,7 +77,7 @@ class SidecarDataset(_Sidecars, Dataset):
         for attempt in range(n):
             sample = self.dataset[(index + attempt) % n]
             try:
-                return merge_sidecars(sample, self.dirs)
+                return merge_sidecars(sample, self.caches)
             except MissingSidecarError as e:
                 if self.missing == "error":
                     raise
@@ -99,7 +100,7 @@ class SidecarIterable(_Sidecars, IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         for sample in self.dataset:
             try:
-                yield merge_sidecars(sample, self.dirs)
+                yield merge_sidecars(sample, self.caches)
             except MissingSidecarError as e:
                 if self.missing == "error":
                     raise
