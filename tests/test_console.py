@@ -61,6 +61,7 @@ def test_no_third_party_noise_and_a_summary_at_the_end(smoke_run):
     assert any(m.startswith("Training finished: 2 steps in") for m in summary)
     assert any(m.startswith("Final metrics:") and "val/mad=" in m for m in summary)
     assert any(m.startswith("Checkpoints:") and m.endswith("last.ckpt)") for m in summary)
+    assert "Skipped training samples (unreadable): 0" in summary
     assert any(m.startswith("Exported network:") for m in summary)
 
 

@@ -14,11 +14,70 @@ def test_resolve_ckpt_path_last_picks_newest_earlier_run(tmp_path):
     mine = current / "checkpoints" / "last.ckpt"
     for i, p in enumerate([old, new, mine]):
         p.parent.mkdir(parents=True)
-        p.write_bytes(b"0")
-        os.utime(p, (time.time() + i, time.time() + i))
+        _checkpoint(p, step=i, age=-i)
     assert resolve_ckpt_path("last", tmp_path, current) == str(new)
     assert resolve_ckpt_path(str(tmp_path / "runs" / "a"), tmp_path) == str(old)
     assert resolve_ckpt_path(None, tmp_path) is None
+
+
+def _checkpoint(path, step: int, age: float = 0.0) -> None:
+    """A small real checkpoint file (a torch.save zip) ``age`` seconds old."""
+    import torch
+
+    torch.save({"global_step": step, "state_dict": {"w": torch.full((64,), float(step))}}, path)
+    os.utime(path, (time.time() - age, time.time() - age))
+
+
+@pytest.mark.parametrize("torn", ["empty", "truncated"])
+def test_resume_skips_a_torn_last_ckpt_for_the_newest_that_loads(tmp_path, torn, caplog):
+    run = tmp_path / "runs" / "a"
+    (run / "checkpoints").mkdir(parents=True)
+    step2, step4 = run / "checkpoints" / "step_0000002.ckpt", run / "checkpoints" / "step_0000004.ckpt"
+    _checkpoint(step2, 2, age=30)
+    _checkpoint(step4, 4, age=20)
+    last = run / "checkpoints" / "last.ckpt"
+    _checkpoint(last, 6, age=10)
+    data = last.read_bytes()
+    last.write_bytes(b"" if torn == "empty" else data[: len(data) // 2])  # killed while copying
+    with caplog.at_level("WARNING"):
+        assert resolve_ckpt_path("last", tmp_path / "runs") == str(step4)
+        assert resolve_ckpt_path(str(run), tmp_path / "runs") == str(step4)  # a run folder
+        assert resolve_ckpt_path(str(last), tmp_path / "runs") == str(step4)  # the file itself
+    skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert len(skipped) == 3 and all(str(last) in m and "\n" not in m for m in skipped)
+    assert ("empty (0 bytes)" if torn == "empty" else "truncated") in skipped[0]
+    import torch
+
+    assert torch.load(step4, weights_only=True)["global_step"] == 4
+    # nothing loads: one line, not a traceback from deep inside the trainer
+    from layeringdiff.training.checkpoints import CorruptCheckpointError
+
+    for p in (step2, step4):
+        p.write_bytes(b"")
+    with pytest.raises(CorruptCheckpointError, match="ckpt_path=last: no checkpoint loads"):
+        resolve_ckpt_path("last", tmp_path / "runs")
+
+
+def test_atomic_checkpoint_io_leaves_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
+    import torch
+
+    from layeringdiff.training.checkpoints import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"global_step": 1}, path)
+    assert io.load_checkpoint(path)["global_step"] == 1
+
+    def killed(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # the write dies half-way
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"global_step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["global_step"] == 1  # the old checkpoint, whole
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary left
 
 
 def test_resolve_ckpt_path_errors(tmp_path):

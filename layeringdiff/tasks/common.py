@@ -33,35 +33,44 @@ def instantiate_group(group: DictConfig | None) -> list:
 def resolve_ckpt_path(
     ckpt_path: str | None, runs_root: str | Path, current_run: str | Path | None = None
 ) -> str | None:
-    """Turn the ``ckpt_path`` setting into a checkpoint file.
+    """Turn the ``ckpt_path`` setting into a checkpoint file that loads.
 
     Args:
         ckpt_path: None, a ``.ckpt`` file, a run folder (its ``checkpoints/last.ckpt``), or
-            ``"last"``: the newest ``last.ckpt`` of any earlier run under ``runs_root``.
+            ``"last"``: the newest checkpoint of any earlier run under ``runs_root``.
         runs_root: where runs of this task live (``outputs/<task_name>``).
         current_run: the run folder being started, excluded from the ``"last"`` search.
 
+    A checkpoint that does not load (0 bytes, or truncated by a kill during its write) is skipped
+    with one warning line, and the newest one that loads is taken instead: for ``"last"`` among
+    all earlier runs' checkpoints, for a run folder or a file among the checkpoints beside it.
+
     Raises:
         MissingFileError: the setting names nothing that exists (a ``FileNotFoundError``).
+        CorruptCheckpointError: no candidate loads.
     """
+    from layeringdiff.training.checkpoints import newest_loadable, unloadable_reason
+
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
         current = Path(current_run).resolve() if current_run else None
         found = [
             p
-            for p in Path(runs_root).glob("**/checkpoints/last*.ckpt")
+            for p in Path(runs_root).glob("**/checkpoints/*.ckpt")
             if current is None or current not in p.resolve().parents
         ]
-        if not found:
+        if not any(p.name.startswith("last") for p in found):
             raise MissingFileError(f"ckpt_path=last: no checkpoints/last.ckpt under {runs_root}")
-        return str(max(found, key=lambda p: p.stat().st_mtime))
+        return newest_loadable(found, "ckpt_path=last")
     path = Path(ckpt_path)
     if path.is_dir():
         path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
         raise MissingFileError(f"ckpt_path={ckpt_path}: no checkpoint file at {path}")
-    return str(path)
+    if unloadable_reason(path) is None:
+        return str(path)
+    return newest_loadable(path.parent.glob("*.ckpt"), f"ckpt_path={ckpt_path}")
 
 
 def _log_to_files(message: str, exc_info) -> None:

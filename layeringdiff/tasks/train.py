@@ -58,18 +58,23 @@ def fit(cfg: DictConfig, ckpt_path: str | None) -> dict:
     import lightning.pytorch as pl
     from hydra.utils import instantiate
 
+    from layeringdiff.training.checkpoints import AtomicCheckpointIO
+    from layeringdiff.training.data_health import EpochDataCheck
+
     log.info("Building data <%s>", cfg.data._target_)
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     log.info("Building model <%s>", cfg.model._target_)
     model: pl.LightningModule = instantiate(cfg.model)
 
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks = instantiate_group(cfg.get("callbacks")) + [EpochDataCheck()]  # stops on an empty epoch
     bar = progress_bar_drawn(cfg.trainer.get("enable_progress_bar", True))
     if not bar:  # the loss goes to the log as lines instead
         callbacks.append(LossLines(cfg.trainer.get("log_every_n_steps", 50)))
     loggers = instantiate_group(cfg.get("logger"))
+    # checkpoints written beside their destination and renamed (never a torn last.ckpt)
+    io = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar, **io
     )
     remember_wandb_id(loggers, Path(cfg.paths.output_dir))
     for lg in loggers:
@@ -134,6 +139,8 @@ def remember_wandb_id(loggers: list, run: Path) -> None:
 
 def log_summary(trainer, metrics: dict, seconds: float, run: Path) -> None:
     """The end-of-training summary: steps and time, final (and best) metrics, where things are."""
+    from layeringdiff.training.data_health import EpochDataCheck
+
     steps = trainer.global_step
     per_step = f", {seconds / steps:.2f} s/step" if steps else ""
     log.info("Training finished: %d steps in %.1f s%s", steps, seconds, per_step)
@@ -144,6 +151,9 @@ def log_summary(trainer, metrics: dict, seconds: float, run: Path) -> None:
         log.info("Best %s=%.4g: %s", ckpt.monitor, float(ckpt.best_model_score), ckpt.best_model_path)
     if ckpt is not None and ckpt.dirpath:
         log.info("Checkpoints: %s (last: %s)", ckpt.dirpath, ckpt.last_model_path or "none")
+    check = next((c for c in trainer.callbacks if isinstance(c, EpochDataCheck)), None)
+    if check is not None:
+        log.info("Skipped training samples (unreadable): %d", check.skipped_total)
     if "export_dir" in metrics:
         log.info("Exported network: %s", metrics["export_dir"])
     log.info("Run folder: %s", run)
