@@ -7,9 +7,12 @@
 Bad input ends with one line on stderr and exit status 1 (no traceback, nothing half-written).
 """
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
+from layeringdiff.export import PREVIEW_NAME
 from layeringdiff.tasks.common import run_or_exit
 from layeringdiff.tasks.infer import infer
 
@@ -19,6 +22,8 @@ def main(cfg: DictConfig) -> None:
     result = run_or_exit(infer, cfg)
     for path in result["out_dirs"]:
         print(path)
+    for path in result["out_dirs"]:  # the preview(s) last: the one file to open first
+        print(Path(path) / PREVIEW_NAME)
 
 
 if __name__ == "__main__":

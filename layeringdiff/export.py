@@ -23,9 +23,11 @@ from PIL import Image
 from layeringdiff.errors import OutputExistsError, OutputPermissionError
 from layeringdiff.files import atomic_dir, atomic_write_bytes, temp_sibling
 from layeringdiff.images import tensor_to_pil
+from layeringdiff.preview import preview_image
 
 ORA_MIMETYPE = b"image/openraster"
 THUMBNAIL_SIZE = 256
+PREVIEW_NAME = "preview.png"  # composite | foregrounds over a checkerboard | alphas | background
 
 
 def layer_names(num_foregrounds: int) -> list[str]:
@@ -197,7 +199,8 @@ def save_decomposition(
 
     One foreground: ``foreground.png`` (RGBA) and ``alpha.png``; N: ``foreground_1..N.png`` and
     ``alpha_1..N.png``, top-most first. Also ``composite.png``, ``background.png``,
-    ``layers.psd``, ``layers.ora`` and ``meta.json``. Everything goes into a temporary sibling
+    ``layers.psd``, ``layers.ora``, ``preview.png`` (:mod:`layeringdiff.preview`) and
+    ``meta.json``. Everything goes into a temporary sibling
     folder that is renamed to ``out_dir`` at the end; on any error nothing is left behind.
 
     Args:
@@ -227,5 +230,6 @@ def save_decomposition(
             tensor_to_pil(a).save(tmp / f"alpha{suffix}.png")
         (tmp / "layers.psd").write_bytes(psd_bytes(background, foregrounds, alphas))
         (tmp / "layers.ora").write_bytes(ora_bytes(background, foregrounds, alphas))
+        preview_image(composite, background, foregrounds, alphas).save(tmp / PREVIEW_NAME)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return out_dir

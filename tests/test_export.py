@@ -48,6 +48,7 @@ def test_output_folder_and_psd_round_trip(tmp_path, n):
                 "layers.ora",
                 "layers.psd",
                 "meta.json",
+                "preview.png",
             ]
         )
         assert Image.open(out / "foreground.png").mode == "RGBA"

@@ -29,6 +29,7 @@ OUTPUT_FILES = {
     "layers.psd",
     "layers.ora",
     "meta.json",
+    "preview.png",
 }
 
 
@@ -252,8 +253,10 @@ def test_cli_no_arguments_and_bad_input_exit_codes(tmp_path, bad_files):
     """`python infer.py` with no arguments decomposes the bundled real photo (README command 1)."""
     ok = run_cli(tmp_path, "run")
     assert ok.returncode == 0, ok.stderr
-    out = Path(ok.stdout.strip().splitlines()[-1])
+    *_, printed_dir, printed_preview = ok.stdout.strip().splitlines()
+    out = Path(printed_dir)
     assert out == tmp_path / "run" / "layers"
+    assert Path(printed_preview) == out / "preview.png" and Path(printed_preview).is_file()  # printed last
     meta = check_output(out)
     assert meta["mode"] == "image" and meta["matting"] == ["closed_form"] and meta["layering"] == "classical"
     sample = np.asarray(Image.open(ROOT / "data/samples/astronaut.png"))
