@@ -26,6 +26,14 @@ def code_constant(dotted: str):
 
 
 def register_resolvers() -> None:
-    """Register ``code`` (idempotent: importing the package twice is harmless)."""
+    """Register ``code``, ``job_stamp`` and ``rank_suffix`` (idempotent: importing the package
+    twice is harmless). The last two name run folders and log files of multi-process jobs
+    (:mod:`layeringdiff.distributed`); ``job_stamp`` is cached so a run's folder name is read once."""
+    from layeringdiff.distributed import job_stamp, rank_suffix
+
     if not OmegaConf.has_resolver("code"):
         OmegaConf.register_new_resolver("code", code_constant)
+    if not OmegaConf.has_resolver("job_stamp"):
+        OmegaConf.register_new_resolver("job_stamp", job_stamp, use_cache=True)
+    if not OmegaConf.has_resolver("rank_suffix"):
+        OmegaConf.register_new_resolver("rank_suffix", rank_suffix)

@@ -147,8 +147,9 @@ def log_summary(trainer, metrics: dict, seconds: float, run: Path) -> None:
     numbers = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()) if isinstance(v, float))
     log.info("Final metrics: %s", numbers or "none logged")
     ckpt = trainer.checkpoint_callback
-    if ckpt is not None and ckpt.monitor and ckpt.best_model_score is not None:
-        log.info("Best %s=%.4g: %s", ckpt.monitor, float(ckpt.best_model_score), ckpt.best_model_path)
+    for c in trainer.checkpoint_callbacks:  # the retention callback ranks by step: not a "best"
+        if c.monitor not in (None, "step", "epoch") and c.best_model_score is not None:
+            log.info("Best %s=%.4g: %s", c.monitor, float(c.best_model_score), c.best_model_path)
     if ckpt is not None and ckpt.dirpath:
         log.info("Checkpoints: %s (last: %s)", ckpt.dirpath, ckpt.last_model_path or "none")
     check = next((c for c in trainer.callbacks if isinstance(c, EpochDataCheck)), None)

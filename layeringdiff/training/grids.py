@@ -49,12 +49,15 @@ def labelled_grid(tiles: list[torch.Tensor], labels: list[str]) -> torch.Tensor:
     return torch.cat([header, grid], dim=1)
 
 
-def log_grid(module: pl.LightningModule, grid: torch.Tensor, name: str) -> Path:
-    """Save the grid as a PNG in the run folder and hand it to every image-capable logger."""
+def log_grid(module: pl.LightningModule, grid: torch.Tensor, name: str) -> Path | None:
+    """Save the grid as a PNG in the run folder and hand it to every image-capable logger
+    (rank zero only: under DDP every rank validates, one writes; None on the others)."""
     from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
     from layeringdiff.images import save_png
 
+    if not module.trainer.is_global_zero:
+        return None
     step = module.global_step
     path = (
         Path(module.trainer.default_root_dir) / "val_images" / f"{name.replace('/', '_')}_step{step:07d}.png"
