@@ -12,4 +12,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # torch and torchvision first, pinned, so nothing else drags in another build.
 "$VENV/bin/python" -m pip install --quiet -c requirements/lock.txt torch==2.14.1 torchvision==0.29.1
+# opencv-contrib-python-headless replaces opencv-python-headless (both ship cv2): a venv made
+# before the switch drops the old one first, then gets the contrib files written afresh.
+if "$VENV/bin/python" -m pip show opencv-python-headless >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip uninstall --quiet -y opencv-python-headless
+  "$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps -c requirements/lock.txt opencv-contrib-python-headless
+fi
 "$VENV/bin/python" -m pip install --quiet -c requirements/lock.txt -e '.[dev]'

@@ -61,7 +61,7 @@ def test_fba_member_gives_fba_layers_and_inpaints_only_the_hole(tiny_fba):
     assert close(fg2, fg) and close(bg2[~hole], bg[~hole])
     assert (bg2[hole] - bg[hole]).abs().max() > 0.05
     # the hole from FBA's own alpha instead: different pixels
-    own = FBALayering.from_pretrained(tiny_fba, inpaint=True, hole_alpha="fba", inpaint_radius=5)
+    own = FBALayering.from_pretrained(tiny_fba, inpaint=True, hole_alpha="fba", inpainter={"kind": "telea"})
     own_hole = (ref["alpha"] > 0.95).expand(3, -1, -1)
     assert not torch.equal(own_hole, hole)
     _, bg3 = own(image, alpha, trimap=trimap)

@@ -87,8 +87,8 @@ def test_sd2_inpainting_fills_only_the_hole(tmp_path_factory):
     from layeringdiff.tiny import sd2
 
     path = sd2.build(tiny_root(tmp_path_factory) / "sd2_inpainting")
-    layering = ClassicalLayering.from_pretrained(str(path), project=False)
-    layering.inpainter.num_inference_steps = 2
+    spec = {"kind": "sd2", "weights": str(path), "num_inference_steps": 2}
+    layering = ClassicalLayering.from_pretrained(inpainter=spec, project=False)
     image, alpha = scene(32)
     _, bg_cv = ClassicalLayering(project=False)(image, alpha)
     _, bg = layering(image, alpha, torch.Generator().manual_seed(0))

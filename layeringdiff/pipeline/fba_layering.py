@@ -3,8 +3,8 @@
 FBA Matting (Forte & Pitié 2020) predicts F and B itself, from the image and the trimap
 (:mod:`layeringdiff.networks.fba_matting`). These are the paper's Table 4 baselines "FBA" (its F
 and B as they are) and "FBA + Inp." (its B inpainted where the alpha is above ``hole_threshold``,
-as ``germer_inpaint`` does for Germer et al.; the same inpainters: OpenCV Telea, or SD2
-inpainting when ``sd2_inpainting`` is set).
+as ``germer_inpaint`` does for Germer et al., with the same ``configs/inpainter/`` member:
+:mod:`layeringdiff.pipeline.inpainters`).
 
 Which alpha defines the hole is ours to choose (the paper does not say): ``hole_alpha="given"``
 (default) is the alpha every Table 4 row shares (``eval.matting``), so that ``fba_inpaint`` and
@@ -22,7 +22,7 @@ import torch
 from layeringdiff.compositing import trimap_from_alpha
 from layeringdiff.errors import ConfigError
 from layeringdiff.networks.fba_matting import FBAMatting
-from layeringdiff.pipeline.baselines import SD2Inpainter, inpaint_opencv
+from layeringdiff.pipeline.inpainters import TeleaInpainter, build_inpainter
 
 HOLE_ALPHAS = ("given", "fba")
 
@@ -33,8 +33,8 @@ class FBALayering:
     Args:
         matting: the loaded :class:`FBAMatting`.
         inpaint: fill B where the alpha is above ``hole_threshold`` (the "+ Inp." row).
-        inpainter: SD2 inpainting; ``None`` uses OpenCV Telea.
-        hole_threshold, inpaint_radius: as in :class:`layeringdiff.pipeline.layering.ClassicalLayering`.
+        inpainter: ``inpainter(image, hole, generator) -> image``; ``None`` uses OpenCV Telea.
+        hole_threshold: as in :class:`layeringdiff.pipeline.layering.ClassicalLayering`.
         hole_alpha: ``"given"`` (the alpha passed in) or ``"fba"`` (FBA's own alpha) for the hole.
         name: the member name (``fba``, ``fba_inpaint``).
     """
@@ -45,9 +45,8 @@ class FBALayering:
         self,
         matting: FBAMatting,
         inpaint: bool = False,
-        inpainter: SD2Inpainter | None = None,
+        inpainter=None,
         hole_threshold: float = 0.95,
-        inpaint_radius: int = 5,
         hole_alpha: str = "given",
         name: str = "fba",
     ):
@@ -55,8 +54,9 @@ class FBALayering:
             raise ConfigError(
                 f"{name}.hole_alpha must be one of {', '.join(HOLE_ALPHAS)}, got {hole_alpha!r}"
             )
-        self.matting, self.inpaint, self.inpainter = matting, inpaint, inpainter
-        self.hole_threshold, self.inpaint_radius, self.hole_alpha = hole_threshold, inpaint_radius, hole_alpha
+        self.matting, self.inpaint = matting, inpaint
+        self.inpainter = inpainter if inpainter is not None else TeleaInpainter()
+        self.hole_threshold, self.hole_alpha = hole_threshold, hole_alpha
         self.name = name
 
     @classmethod
@@ -66,28 +66,19 @@ class FBALayering:
         device="cpu",
         dtype=torch.float32,
         offload: bool = False,
-        sd2_inpainting: str | None = None,
-        inpaint_steps: int = 25,
-        inpaint_prompt: str = "",
+        inpainter=None,
         **kwargs,
     ) -> FBALayering:
         """Load the converted FBA folder ``weights`` (``data/convert_fba.py``); a missing one raises
         :class:`~layeringdiff.weights.MissingWeightsError` (one line) before any work.
 
         FBA runs in float32 whatever ``dtype`` (its group norms and weight standardisation were
-        trained so); ``offload`` is not supported (ignored: the network is 139 MB).
+        trained so); ``offload`` is not supported (ignored: the network is 139 MB). ``inpainter``
+        is a ``configs/inpainter/`` node, built only when ``inpaint`` is on.
         """
         matting = FBAMatting.from_pretrained(weights, device)
-        inpainter = None
-        if sd2_inpainting and kwargs.get("inpaint"):
-            inpainter = SD2Inpainter.from_pretrained(
-                sd2_inpainting,
-                device,
-                torch.float32,
-                prompt=inpaint_prompt,
-                num_inference_steps=inpaint_steps,
-            )
-        return cls(matting, inpainter=inpainter, **kwargs)
+        built = build_inpainter(inpainter, device) if kwargs.get("inpaint") else None
+        return cls(matting, inpainter=built, **kwargs)
 
     def set_progress_bar(self, enabled: bool) -> None:
         pass
@@ -106,9 +97,5 @@ class FBALayering:
         fg, bg = out["foreground"], out["background"]
         if self.inpaint:
             source = out["alpha"] if self.hole_alpha == "fba" else alpha.float().cpu()
-            hole = source > self.hole_threshold
-            if self.inpainter is not None:
-                bg = self.inpainter(bg, hole, generator).float().cpu()
-            else:
-                bg = inpaint_opencv(bg, hole, self.inpaint_radius)
+            bg = self.inpainter(bg, source > self.hole_threshold, generator)
         return fg, bg

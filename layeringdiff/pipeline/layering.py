@@ -5,7 +5,8 @@ Every layering method is a :class:`Layering`: ``layering(composite, alpha, gener
 float32 layers on the CPU. The members of the ``configs/layering/`` group:
 
 * ``classical`` -- :class:`ClassicalLayering`: Germer et al. F and B, B inpainted where
-  alpha > 0.95 (OpenCV Telea or SD2 inpainting), projected to re-composite exactly;
+  alpha > 0.95 (a ``configs/inpainter/`` member: OpenCV FSR by default, Telea, or SD2
+  inpainting; :mod:`layeringdiff.pipeline.inpainters`), projected to re-composite exactly;
 * ``germer_inpaint`` -- the same without the projection (the paper's Table 4 baseline);
 * ``germer`` -- :class:`GermerLayering`: Germer et al. F and B, nothing inpainted;
 * ``copy`` -- :class:`CompositeCopy`: F = B = the composite, the floor every method must beat;
@@ -28,7 +29,8 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-from layeringdiff.pipeline.baselines import SD2Inpainter, germer_foreground_background, inpaint_opencv
+from layeringdiff.pipeline.baselines import germer_foreground_background
+from layeringdiff.pipeline.inpainters import TeleaInpainter, build_inpainter
 from layeringdiff.pipeline.offload import on_device, placement
 from layeringdiff.weights import resolve_pretrained
 
@@ -119,9 +121,9 @@ class ClassicalLayering:
 
     Args:
         name: the member name (``classical``, ``germer_inpaint``).
-        inpainter: SD2 inpainting; ``None`` uses OpenCV Telea.
-        hole_threshold: background pixels with alpha above this are inpainted (0.95).
-        inpaint_radius: OpenCV inpainting radius in pixels.
+        inpainter: ``inpainter(image, hole, generator) -> image`` (:mod:`layeringdiff.pipeline.inpainters`);
+            ``None`` uses OpenCV Telea (radius 5).
+        hole_threshold: background pixels with alpha above this are inpainted (0.95, ours).
         project: make the layers re-composite to the input exactly (:func:`project_to_composite`).
     """
 
@@ -129,53 +131,37 @@ class ClassicalLayering:
 
     def __init__(
         self,
-        inpainter: SD2Inpainter | None = None,
+        inpainter=None,
         hole_threshold: float = 0.95,
-        inpaint_radius: int = 5,
         project: bool = True,
         name: str = "classical",
     ):
         self.name = name
-        self.inpainter, self.hole_threshold = inpainter, hole_threshold
-        self.inpaint_radius, self.project = inpaint_radius, project
+        self.inpainter = inpainter if inpainter is not None else TeleaInpainter()
+        self.hole_threshold, self.project = hole_threshold, project
 
     @classmethod
     def from_pretrained(
         cls,
-        sd2_inpainting: str | None = None,
+        inpainter=None,
         device="cpu",
         dtype=torch.float32,
-        inpaint_steps: int = 25,
-        inpaint_prompt: str = "",
         offload: bool = False,
         **kwargs,
     ) -> ClassicalLayering:
-        """With ``sd2_inpainting`` (folder / cached HF id) the hole is filled by SD2 inpainting.
+        """``inpainter``: a ``configs/inpainter/`` node (:func:`~layeringdiff.pipeline.inpainters.build_inpainter`).
 
         ``dtype`` is not used: pymatting runs in float64 on the CPU and SD2 inpainting in
         float32 on ``device``; ``offload`` is not supported (ignored).
         """
-        inpainter = None
-        if sd2_inpainting:
-            inpainter = SD2Inpainter.from_pretrained(
-                sd2_inpainting,
-                device,
-                torch.float32,
-                prompt=inpaint_prompt,
-                num_inference_steps=inpaint_steps,
-            )
-        return cls(inpainter=inpainter, **kwargs)
+        return cls(inpainter=build_inpainter(inpainter, device), **kwargs)
 
     def set_progress_bar(self, enabled: bool) -> None:
         pass
 
     def __call__(self, composite, alpha, generator=None, *, trimap=None):  # types: see Layering
         fg, bg = germer_foreground_background(composite, alpha)
-        hole = alpha > self.hole_threshold
-        if self.inpainter is not None:
-            bg = self.inpainter(bg, hole, generator)
-        else:
-            bg = inpaint_opencv(bg, hole, self.inpaint_radius)
+        bg = self.inpainter(bg, alpha.cpu() > self.hole_threshold, generator)
         if self.project:
             fg, bg = project_to_composite(fg, bg, alpha.cpu().float(), composite.cpu().float())
         return fg, bg
@@ -188,7 +174,8 @@ class LayeringDiffLayering:
         fbdd_foreground, fbdd_background: ``layeringdiff.networks.fbdd.FBDD`` instances.
         fan, ban: ``layeringdiff.networks.hfa.HFANet`` instances (``None`` skips HFA for that layer; the
             composite is still copied where the layer is visible, F := C at alpha == 1, B := C at alpha == 0).
-        num_inference_steps: FBDD sampling steps (25 in the paper's timing).
+        num_inference_steps: FBDD sampling steps (the paper gives none; ``fbdd.num_inference_steps``
+            of the configs, shared with the HFA training cache).
         multiple: inputs are reflect-padded to a multiple of this; ``None`` = the FBDD models'
             ``size_multiple`` (VAE factor x UNet downsampling).
         scheduler: FBDD sampler (``None`` = DDIM, or "ddim" | "dpmsolver++" | "ddpm" | "euler").

@@ -10,8 +10,8 @@ from layeringdiff.pipeline.errors import InputError
 from layeringdiff.weights import MissingWeightsError
 
 # Weights a layering member may name (config key -> what resolve_pretrained checks in the folder).
+# The inpainter is not here: its sd2 kind falls back (logged) when its weights are missing.
 LAYERING_WEIGHTS = {
-    "sd2_inpainting": ("SD2 inpainting", {"subfolder": "unet"}),
     "fbdd_foreground": ("fbdd_foreground", {"required": ()}),
     "fbdd_background": ("fbdd_background", {"required": ()}),
     "fan": ("fan", {"required": ()}),
@@ -84,10 +84,11 @@ def build_tiny(cfg: DictConfig) -> None:
     ):
         if p.foreground.get(key):
             builder(p.foreground[key])
-    if cfg.layering.get("sd2_inpainting"):
+    inpainter = cfg.layering.get("inpainter") or {}
+    if inpainter.get("kind") == "sd2" and inpainter.get("weights"):
         from layeringdiff.tiny import sd2 as tiny_sd2
 
-        tiny_sd2.build(cfg.layering.sd2_inpainting)
+        tiny_sd2.build(inpainter.weights)
     if cfg.layering.get("fbdd_foreground"):
         from layeringdiff.tiny import layering as tiny_layering
 
