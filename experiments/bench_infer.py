@@ -8,8 +8,8 @@
 
 The classical run decomposes the bundled photograph resized to the given size with its rough
 mask (and, as the alternative entry, a box through GrabCut), timing each stage (median of
---repeats). The full run times text -> layers (SDXL 30 steps, foreground determination, 2 x 25
-FBDD steps, HFA) in bf16 and reports peak GPU memory; it needs real weights and a GPU.
+--repeats). The full run times text -> layers (SDXL 30 steps, foreground determination, 2 x
+`fbdd.num_inference_steps` FBDD steps (configs/fbdd/default.yaml), HFA) in bf16 and reports peak GPU memory; it needs real weights and a GPU.
 """
 
 from __future__ import annotations
@@ -87,6 +87,12 @@ def bench_classical(size: int, repeats: int) -> dict[str, float]:
     return med
 
 
+def fbdd_steps() -> int:
+    from omegaconf import OmegaConf
+
+    return int(OmegaConf.load(ROOT / "configs" / "fbdd" / "default.yaml").num_inference_steps)
+
+
 def bench_full(args) -> dict[str, float]:
     from layeringdiff.pipeline.foreground import ForegroundDetermination
     from layeringdiff.pipeline.generate import CompositeGenerator
@@ -107,7 +113,7 @@ def bench_full(args) -> dict[str, float]:
             args.ban,
             device,
             dtype,
-            num_inference_steps=25,
+            num_inference_steps=fbdd_steps(),  # configs/fbdd/default.yaml, as infer.py and Table 4
             offload=args.offload,
         ),
         CompositeGenerator.from_pretrained(args.sdxl, device=device, dtype=dtype, offload=args.offload),

@@ -33,7 +33,11 @@ class FolderComposites(Dataset):
     """Composites of RGBA foregrounds (MAGICK layout or any folder) over backgrounds (BG-20k or any).
 
     Sample ``i`` pairs foreground ``i mod n`` of the split with a background drawn by a stable hash
-    of ``(seed, split, i)``; or, with ``pairs``, row ``i`` of a fixed list (the test set). Each layer
+    of ``(seed, split, i)``; or, with ``pairs``, row ``i`` of a fixed list (the test set). When
+    ``num_samples`` is below the split's foreground count (the paper recipe: 20,000 of ~147K
+    MAGICK foregrounds), the foregrounds are a seeded random subset: the ``num_samples`` with the
+    smallest stable hash of ``(seed, split, id)``, so the choice depends on the ids alone (not on
+    listing order) and adding files changes it by at most as many. Each layer
     is resized bicubically so its shorter side is ``size`` and centre-cropped; C = aF + (1-a)B.
 
     Bad files (corrupt, not an image, no alpha, too small, bombs) are skipped and counted in
@@ -102,6 +106,11 @@ class FolderComposites(Dataset):
                 )
             self.bgs = background_split(backgrounds, split, fractions=fractions).entries
             total = len(self.fgs)
+            if num_samples is not None and int(num_samples) < total:  # a seeded random subset
+                rank = sorted(
+                    self.fgs, key=lambda e: (stable_seed("fg-subset", self.seed, split, e.id), e.id)
+                )
+                self.fgs = rank[: max(1, int(num_samples))]
         self.num_samples = total if num_samples is None else int(num_samples)
         if self.pairs is not None and self.num_samples > total:
             raise DataSourceError(f"{pairs}: asked for {self.num_samples} composites, the list has {total}")
