@@ -4,6 +4,10 @@ Composes ``configs/infer.yaml`` with ``prompts=<file> out=<run>/samples`` plus
 ``eval.infer_overrides`` and calls :func:`layeringdiff.tasks.infer.infer`. The output folder
 (one output folder per prompt id, docs/architecture.md) is what ``eval=table1`` / ``eval=table2`` / the user study
 score. Finished folders are skipped, so re-running with the same run folder resumes.
+
+``shard=I/N`` generates every N-th prompt (with its own line number, so its seed and folder are
+the ones one run gives it) into the shared ``samples`` folder; ``merge=true`` (or any unsharded run
+in that run folder) then generates whatever no shard finished and writes ``generate_summary.json``.
 """
 
 from __future__ import annotations
@@ -29,12 +33,25 @@ def compose_infer(overrides: list[str]) -> DictConfig:
         return compose("infer.yaml", overrides=overrides)
 
 
+def shard_prompts(prompts: Path, path: Path, shard) -> Path:
+    """Write this shard's prompt lines (every N-th request) to ``path``, each with its ``id`` and
+    ``line`` made explicit: infer derives the folder name and the seed from them."""
+    from layeringdiff.files import atomic_write_bytes
+    from layeringdiff.tasks.infer_batch import read_prompt_file
+
+    items = shard.select(read_prompt_file(prompts))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, "".join(json.dumps(item) + "\n" for item in items).encode("utf-8"))
+    return path
+
+
 def run(cfg: DictConfig) -> dict:
     """Generate layers for ``eval.prompts`` (first ``eval.limit`` lines) into ``<run>/samples``.
 
     Returns:
         infer's batch summary (``total``, ``skipped_done``, ``written``, ``failed``) and ``samples_dir``.
     """
+    from layeringdiff.evaluation.sharding import eval_shard, shard_result
     from layeringdiff.tasks.infer import infer
 
     ev, out = cfg.eval, Path(cfg.paths.output_dir)
@@ -45,11 +62,14 @@ def run(cfg: DictConfig) -> dict:
         lines = [line for line in prompts.read_text().splitlines() if line.strip()][: int(ev.limit)]
         prompts = out / "prompts.jsonl"
         prompts.write_text("".join(line + "\n" for line in lines))
+    shard = eval_shard(cfg)
+    if not shard.whole:
+        prompts = shard_prompts(prompts, out / "shards" / f"prompts.{shard.tag}.jsonl", shard)
     samples = Path(ev.get("out") or out / "samples")
     overrides = [
         f"prompts={prompts}",
         f"out={samples}",
-        f"paths.output_dir={out / 'infer'}",
+        f"paths.output_dir={out / 'infer' / (shard.tag if not shard.whole else '')}",
         f"paths.cache_dir={cfg.paths.cache_dir}",
         f"seed={cfg.seed}",
         *list(ev.get("infer_overrides") or []),
@@ -58,5 +78,10 @@ def run(cfg: DictConfig) -> dict:
     summary = {k: result[k] for k in ("total", "skipped_done", "written") if k in result}
     summary["failed"] = len(result.get("failed", []))
     summary["samples_dir"] = str(samples)
+    if not shard.whole:
+        (out / "shards" / f"generate_summary.{shard.tag}.json").write_text(
+            json.dumps(summary, indent=2) + "\n"
+        )
+        return {**shard_result(shard, "generate", summary.get("total", 0)), **summary}
     (out / "generate_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
