@@ -38,6 +38,9 @@ def evaluate(cfg: DictConfig) -> dict:
         run = get_method(runner)
     except Exception as e:
         raise ConfigError(f"evaluate: eval.runner={runner} is not an importable function ({e})") from None
+    from layeringdiff.evaluation.sharding import check_supported
+
+    check_supported(cfg, runner)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # Tests compose with return_hydra_config=True; the hydra node is not part of the run's config.
