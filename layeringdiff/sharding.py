@@ -109,12 +109,30 @@ def resolve_shard(explicit: str | None, env: Mapping[str, str] | None = None) ->
     return shard
 
 
-def local_device(device: str, env: Mapping[str, str] | None = None) -> str:
-    """``cuda`` -> ``cuda:<LOCAL_RANK>`` (torchrun) or ``cuda:<SLURM_LOCALID>``, so the processes of
-    one node use one GPU each; any other device string is returned as given."""
+def local_rank(env: Mapping[str, str] | None = None) -> int | None:
+    """This process's index on its node: torchrun's ``LOCAL_RANK``, else ``SLURM_LOCALID``, else None."""
     env = os.environ if env is None else env
-    if device != "cuda":
-        return device
     local = _env_int(env, "LOCAL_RANK")
-    local = _env_int(env, "SLURM_LOCALID") if local is None else local
-    return device if local is None else f"cuda:{local}"
+    return _env_int(env, "SLURM_LOCALID") if local is None else local
+
+
+def local_device(device: str, env: Mapping[str, str] | None = None, gpus: int | None = None) -> str:
+    """``cuda`` -> ``cuda:<local rank mod visible GPUs>``, so the processes of one node use one GPU
+    each (with one visible GPU, e.g. SLURM's ``--gpus-per-task=1``, plain ``cuda``); any other
+    device string is returned as given. Also makes that GPU the current one, so code that says
+    ``cuda`` without an index lands there too."""
+    local = local_rank(env)
+    if device != "cuda" or local is None:
+        return device
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus <= 1:
+        return device
+    index = local % gpus
+    if gpus and env is None:
+        import torch
+
+        torch.cuda.set_device(index)
+    return f"cuda:{index}"

@@ -53,8 +53,11 @@ def test_explicit_wins_and_bad_environment_is_one_line():
 
 
 def test_local_device():
-    assert local_device("cuda", {"LOCAL_RANK": "3"}) == "cuda:3"
-    assert local_device("cuda", {"SLURM_LOCALID": "2"}) == "cuda:2"
-    assert local_device("cuda:1", {"LOCAL_RANK": "3"}) == "cuda:1"
-    assert local_device("cpu", {"LOCAL_RANK": "3"}) == "cpu"
+    assert local_device("cuda", {"LOCAL_RANK": "3"}, gpus=8) == "cuda:3"
+    assert local_device("cuda", {"SLURM_LOCALID": "2"}, gpus=8) == "cuda:2"
+    assert local_device("cuda", {"LOCAL_RANK": "9"}, gpus=8) == "cuda:1"
+    assert local_device("cuda", {"SLURM_LOCALID": "5"}, gpus=1) == "cuda"  # one GPU per task
+    assert local_device("cuda", {}, gpus=8) == "cuda"
+    assert local_device("cuda:1", {"LOCAL_RANK": "3"}, gpus=8) == "cuda:1"
+    assert local_device("cpu", {"LOCAL_RANK": "3"}, gpus=8) == "cpu"
     assert Shard().whole

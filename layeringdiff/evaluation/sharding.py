@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from layeringdiff.errors import ConfigError
 from layeringdiff.evaluation.records import RecordsMismatchError, ResultLog
-from layeringdiff.sharding import Shard, resolve_shard
+from layeringdiff.sharding import Shard, local_device, resolve_shard
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,15 @@ SHARD_DIR = "shards"
 
 
 def eval_shard(cfg: DictConfig) -> Shard:
-    """This run's shard: ``merge=true`` -> everything; else ``shard=I/N``, torchrun or SLURM variables."""
+    """This run's shard: ``merge=true`` -> everything; else ``shard=I/N``, torchrun or SLURM variables.
+    A sharded process on a node with several GPUs makes GPU ``LOCAL_RANK`` (``SLURM_LOCALID``) its
+    current one, so ``device=cuda`` / ``auto`` puts each process on its own GPU."""
     if cfg.get("merge"):
         return Shard(source="merge")
-    return resolve_shard(cfg.get("shard"))
+    shard = resolve_shard(cfg.get("shard"))
+    if not shard.whole:
+        local_device("cuda")  # torchrun / srun: this process's GPU becomes the current one
+    return shard
 
 
 def check_supported(cfg: DictConfig, runner: str) -> None:
