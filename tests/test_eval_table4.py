@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
@@ -59,7 +60,7 @@ def test_table4_hand_computed_and_resume(cfg, tmp_path):
     expected = {"fg_mad": 0.0, "bg_mse": 0.0, "bg_sad": 0.0}
     for i in range(3):
         s = data[i]
-        fg = layer_errors(s["composite"], s["foreground"])
+        fg = layer_errors(s["composite"], s["foreground"], weight=s["alpha"])  # eval.fg_weight=alpha
         bg = layer_errors(s["composite"], s["background"])
         expected["fg_mad"] += fg["mad"] / 3
         expected["bg_mse"] += bg["mse"] / 3
@@ -87,16 +88,46 @@ def test_table4_hand_computed_and_resume(cfg, tmp_path):
                 assert a[k] == b[k]
 
 
-def test_table4_mask_option_changes_region(cfg):
+@pytest.mark.parametrize("fg_weight", ["alpha", "mask", "none"])
+def test_table4_fg_weight_hand_computed(cfg, tmp_path, fg_weight):
     with open_dict(cfg):
-        cfg.eval.mask = "alpha"
+        cfg.eval.fg_weight = fg_weight
         cfg.eval.lpips = False
         cfg.eval.dataset.num_samples = 1
     result = evaluate(cfg)
     s = SyntheticLayers(1, size=32, seed=0, split="test")[0]
-    fg = layer_errors(s["composite"], s["foreground"], s["alpha"] > 0)
-    assert result["copy/fg_mad"] == pytest.approx(fg["mad"], rel=1e-6)
+    d = (s["composite"].double() - s["foreground"].double()).abs()  # the copy row: F = C
+    a = s["alpha"].double()
+    w = {"alpha": a, "mask": (a > 0).double(), "none": torch.ones_like(a)}[fg_weight]
+    sad = float((w * d).sum())  # summed over the weighted pixels, divided by all 32*32*3 values
+    assert result["copy/fg_mad"] == pytest.approx(sad / d.numel() * 1e3, rel=1e-6)
+    assert result["copy/fg_sad"] == pytest.approx(sad / 1e3, rel=1e-6)
+    assert result["copy/fg_sad"] == pytest.approx(result["copy/fg_mad"] * d.numel() / 1e6, rel=1e-9)
+    bg = float((s["composite"].double() - s["background"].double()).abs().mean()) * 1e3
+    assert result["copy/bg_mad"] == pytest.approx(bg, rel=1e-6)  # B is never weighted
     assert result["copy/fg_lpips"] is None
+    note = {"alpha": "weighted by the true alpha", "mask": "only where alpha > 0", "none": "unweighted"}
+    assert note[fg_weight] in (tmp_path / "table4.md").read_text()
+
+
+def test_table4_fg_weights_differ_and_refuse_mixing(cfg, tmp_path):
+    from layeringdiff.errors import UserError
+
+    with open_dict(cfg):
+        cfg.eval.lpips = False
+        cfg.eval.dataset.num_samples = 1
+    by_alpha = evaluate(cfg)["copy/fg_mad"]
+    with open_dict(cfg):
+        cfg.eval.fg_weight = "none"
+    with pytest.raises(UserError, match="fg_weight"):  # the same folder holds alpha-weighted records
+        evaluate(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "unweighted")
+    assert evaluate(cfg)["copy/fg_mad"] > by_alpha
+    with open_dict(cfg):
+        cfg.eval.fg_weight = "premultiplied"
+    with pytest.raises(UserError, match="eval.fg_weight must be one of alpha, mask, none"):
+        evaluate(cfg)
 
 
 def test_unknown_runner_is_one_clear_error(cfg):
@@ -112,7 +143,14 @@ def test_table4_configs_instantiate_offline_matting(tmp_path):
     cfg = compose_eval(tmp_path, ["eval=table4_offline"])
     matting = instantiate(cfg.eval.matting)
     assert matting.func.__name__ == "closed_form_matting" and not matting.keywords
-    assert list(cfg.eval.methods) == ["layeringdiff", "germer", "germer_inpaint", "fba", "fba_inpaint", "copy"]
+    assert list(cfg.eval.methods) == [
+        "layeringdiff",
+        "germer",
+        "germer_inpaint",
+        "fba",
+        "fba_inpaint",
+        "copy",
+    ]
     assert {n: cfg.eval.layerings[n].name for n in cfg.eval.methods} == {n: n for n in cfg.eval.methods}
     assert cfg.eval.layerings.germer_inpaint.project is False
 
@@ -165,7 +203,13 @@ def test_table4_rerun_with_fewer_samples_leaves_the_earlier_records_out(cfg):
         cfg.eval.limit = 2
     result = evaluate(cfg)  # same run folder, first 2 only: the table is theirs, not all 3 records'
     data = SyntheticLayers(2, size=32, seed=0, split="test")
-    expected = sum(layer_errors(data[i]["composite"], data[i]["foreground"])["mad"] for i in range(2)) / 2
+    expected = (
+        sum(
+            layer_errors(data[i]["composite"], data[i]["foreground"], weight=data[i]["alpha"])["mad"]
+            for i in range(2)
+        )
+        / 2
+    )
     assert result["copy/fg_mad"] == pytest.approx(expected, rel=1e-6)
     row = json.loads((Path(cfg.paths.output_dir) / "table4.json").read_text())["rows"][0]
     assert row["count"] == 2

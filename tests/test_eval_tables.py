@@ -84,7 +84,7 @@ def assert_fid_of_each_layer_own_features(cfg, result: dict, methods: dict[str, 
     from PIL import Image
 
     from layeringdiff.metrics import extractors
-    from layeringdiff.metrics.fid import frechet_distance, image_features
+    from layeringdiff.metrics.fid import frechet_distance, image_features, kernel_inception_distance
 
     net, matte = extractors.inception(cfg), tuple(cfg.metrics.matte)
     suffixes = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -98,6 +98,13 @@ def assert_fid_of_each_layer_own_features(cfg, result: dict, methods: dict[str, 
             own = image_features([Image.open(d / file) for d in sorted(root.iterdir())], net, matte)
             expected[layer] = frechet_distance(own, ref)
             assert result[f"{name}/{layer}_fid"] == pytest.approx(expected[layer], rel=1e-6), (name, layer)
+            kid = kernel_inception_distance(own, ref, seed=int(cfg.seed), num_subsets=int(cfg.eval.kid_subsets),
+                                            max_subset_size=int(cfg.eval.kid_subset_size))  # fmt: skip
+            # units as printed in the paper: KID raw (the metric function returns x1e3)
+            assert result[f"{name}/{layer}_kid"] == pytest.approx(kid / 1e3, rel=1e-6, abs=1e-12), (
+                name,
+                layer,
+            )
         # the three layers' values differ, so a foreground / background / composite mix-up would show
         assert len({round(v, 6) for v in expected.values()}) == 3, expected
 
@@ -122,6 +129,9 @@ def test_table1_tiny_extractors_and_compare(tmp_path):
     for k in ("fg_fid", "fg_kid", "bg_fid", "comp_fid", "fg_clip", "bg_clip", "comp_clip"):
         assert np.isfinite(r1[f"ours/{k}"]), k
     assert 0 <= r1["ours/fg_clip"] <= 100
+    table = (tmp_path / "run1" / "table1.md").read_text()
+    assert "KID↓ |" in table and "x1e3" not in table.split("Units")[0] and "KID raw" in table
+    assert f"{r1['ours/fg_kid']:.4f}" in table  # printed with the digits a raw KID needs
     assert_fid_of_each_layer_own_features(cfg, r1, {"ours": ours, "other": other})
     cache = list((tmp_path / "run1" / "cache" / "fid_reference").glob("*.npy"))
     assert len(cache) == 1  # fg, bg and composite use the same folder here: features computed once
@@ -195,8 +205,9 @@ def test_table1_fg_miou_through_the_runner(tmp_path):
     result = evaluate(cfg)
     # FG over the white matte: the segmenter finds exactly the alpha square (IoU 1); the random
     # background has no pure-white pixel, so the "object" is the whole image: IoU = 8*16 / 32^2
-    assert result["ours/fg_miou"] == pytest.approx(100.0)
-    assert result["ours/bg_miou"] == pytest.approx(100 * 128 / 1024)
+    # units as printed in the paper: FG-MIoU a fraction in [0, 1]
+    assert result["ours/fg_miou"] == pytest.approx(1.0)
+    assert result["ours/bg_miou"] == pytest.approx(128 / 1024)
     row = json.loads((tmp_path / "run" / "table1.json").read_text())["rows"][0]
     assert row["count"] == 3 and row["miou_empty_alpha"] == 1
 

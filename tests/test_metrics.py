@@ -33,6 +33,24 @@ def test_layer_errors_hand_computed():
     assert m["sad"] == pytest.approx(0.5 / 1e3)
 
 
+def test_layer_errors_weighted_by_alpha_hand_computed():
+    target = torch.zeros(3, 2, 2)
+    pred = torch.zeros(3, 2, 2)
+    pred[:, 0, 0] = 0.4  # pixel (0, 0) off by 0.4 in every channel, alpha 0.5
+    pred[1, 1, 1] = 0.2  # pixel (1, 1) off by 0.2 in green, alpha 0 (does not count)
+    alpha = torch.tensor([[[0.5, 1.0], [1.0, 0.0]]])
+    n = 3 * 2 * 2
+    e = layer_errors(pred, target, weight=alpha)
+    assert e["sad"] == pytest.approx(3 * 0.5 * 0.4 / 1e3)
+    assert e["mad"] == pytest.approx(3 * 0.5 * 0.4 / n * 1e3)  # divided by all 12 values
+    assert e["mse"] == pytest.approx(3 * 0.5 * 0.16 / n * 1e3)
+    assert e["sad"] == pytest.approx(e["mad"] * n / 1e6)
+    ones = layer_errors(pred, target, weight=torch.ones(1, 2, 2))
+    assert ones == pytest.approx(layer_errors(pred, target))
+    with pytest.raises(ValueError, match="not both"):
+        layer_errors(pred, target, alpha > 0, weight=alpha)
+
+
 def test_sad_is_mad_times_pixels_at_512(rng):
     # The paper's Table 4 identity: SAD = MAD x 512*512*3 / 1e6 (whole image, all channels).
     pred, target = torch.rand(3, 512, 512, generator=rng), torch.rand(3, 512, 512, generator=rng)

@@ -1,10 +1,11 @@
 """Table 1: foreground, background and composite quality of each method's output folders.
 
-Per layer (FG = foreground composited over the matte colour, BG, composite): FID and KID x1e3
+Per layer (FG = foreground composited over the matte colour, BG, composite): FID and KID
 against a reference set (MAGICK for FG, COCO for BG and composite), CLIP score against the
 layer's prompt (FG prompt, background prompt, full prompt), and FG-MIoU for FG and BG
-(:mod:`layeringdiff.metrics.miou`). Per-sample features and scores are kept (JSONL + one
-``.npz`` per sample) so an interrupted run resumes.
+(:mod:`layeringdiff.metrics.miou`). Units as printed in the paper: KID raw (not x1e3), FG-MIoU
+a fraction in [0, 1]. Per-sample features and scores are kept (JSONL + one ``.npz`` per sample)
+so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from layeringdiff.evaluation.outputs import SampleFolder, list_samples
 from layeringdiff.evaluation.records import ResultLog
 from layeringdiff.evaluation.report import write_tables
 from layeringdiff.evaluation.report_wandb import log_results
-from layeringdiff.evaluation.sharding import eval_shard, open_records, shard_result
 from layeringdiff.files import atomic_write_bytes
 from layeringdiff.images import ImageReadError
 from layeringdiff.metrics import extractors
 from layeringdiff.metrics.fid import (
+    KID_SCALE,
     frechet_distance,
     image_features,
     kernel_inception_distance,
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 SCORED_IMAGES = {"fg": "foreground", "bg": "background", "comp": "composite"}
 COLUMNS = [("method", "Method")]
 for _short, _label in (("fg", "FG"), ("bg", "BG"), ("comp", "Composite")):
-    COLUMNS += [(f"{_short}_fid", f"{_label} FID↓"), (f"{_short}_kid", f"{_label} KID↓ (x1e3)")]
+    COLUMNS += [(f"{_short}_fid", f"{_label} FID↓"), (f"{_short}_kid", f"{_label} KID↓")]
     COLUMNS += [(f"{_short}_clip", f"{_label} CLIP↑")]
     if _short != "comp":
         COLUMNS += [(f"{_short}_miou", f"{_label} FG-MIoU{'↑' if _short == 'fg' else '↓'}")]
@@ -141,14 +142,15 @@ def _method_row(name: str, recs: list[dict], ref_feats: dict, feat_dir: Path, cf
         if k in ref_feats:
             feats = np.stack([np.load(feat_dir / f"{r['key']}.npz")[k] for r in recs])
             row[f"{k}_fid"] = frechet_distance(feats, ref_feats[k])
-            row[f"{k}_kid"] = kernel_inception_distance(
+            kid = kernel_inception_distance(
                 feats,
                 ref_feats[k],
                 seed=int(cfg.seed),
                 num_subsets=int(ev.kid_subsets),
                 max_subset_size=int(ev.kid_subset_size),
             )
-        for metric, scale in (("clip", 1.0), ("miou", 100.0)):
+            row[f"{k}_kid"] = kid / KID_SCALE  # x1e3 from the metric; raw in the table, as the paper
+        for metric, scale in (("clip", 1.0), ("miou", 1.0)):  # MIoU a fraction, as the paper
             vals = [r[f"{k}_{metric}"] for r in recs if r.get(f"{k}_{metric}") is not None]
             if vals:
                 row[f"{k}_{metric}"] = scale * float(np.mean(vals))
@@ -188,15 +190,12 @@ def run(cfg: DictConfig) -> dict:
     clip = extractors.clip(cfg) if ev.get("clip", True) else None
     segment = instantiate(ev.segmenter) if ev.get("segmenter") else None
     prompts = load_prompts(ev.get("prompts"))
-    shard = eval_shard(cfg)  # sharded: every N-th output folder of each method
-    records = open_records(out, "table1", shard, _record_settings(cfg, methods, any(refs.values())))
+    records = ResultLog(out / "table1_samples.jsonl", _record_settings(cfg, methods, any(refs.values())))
     feat_dir = out / "table1_features"
     scorers = (inception, clip, segment)
     for name, samples in listing.items():
-        progress = tqdm(shard.select(samples), desc=f"table1 {name}", disable=not ev.get("progress", True))
+        progress = tqdm(samples, desc=f"table1 {name}", disable=not ev.get("progress", True))
         _score_method(name, progress, scorers, records, feat_dir / name, matte, prompts)
-    if not shard.whole:
-        return shard_result(shard, "table1", sum(len(shard.select(s)) for s in listing.values()))
 
     ref_feats = {}
     for k, folder in refs.items():
@@ -210,14 +209,15 @@ def run(cfg: DictConfig) -> dict:
         recs = [r for r in records.of(name) if r["key"] in listed]
         rows.append(_method_row(name, recs, ref_feats, feat_dir / name, cfg))
     notes = (
-        "FID/KID x1e3 (clean-fid, clean resize) vs "
+        "Units as printed in the paper: FID, KID raw (not x1e3), FG-MIoU a fraction in [0, 1]. "
+        "FID/KID by clean-fid (clean resize) vs "
         + ", ".join(f"{k}: {Path(v).name}" for k, v in refs.items() if v)
-        + f"; FG over matte {list(matte)}. CLIP = 100*max(cos,0), open_clip. FG-MIoU x100: Grounding DINO box for the "
+        + f"; FG over matte {list(matte)}. CLIP = 100*max(cos,0), open_clip. FG-MIoU: Grounding DINO box for the "
         "FG prompt -> SAM mask -> IoU with alpha > 0.5 (FG: higher is better; BG: lower is better); "
         "samples with an empty alpha are left out (`miou_empty_alpha` in the CSV/JSON)."
     )
-    write_tables(
-        rows, out, "table1", COLUMNS, "Table 1: foreground, background and composite quality", notes=notes
+    write_tables(  # 4 decimals: raw KID and fractional FG-MIoU need them
+        rows, out, "table1", COLUMNS, "Table 1: foreground, background and composite quality", 4, notes
     )
     log_results(cfg, "table1", rows)
     return {f"{r['method']}/{c}": r[c] for r in rows for c, _ in COLUMNS[1:] if c in r}

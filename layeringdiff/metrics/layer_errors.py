@@ -1,7 +1,9 @@
 """Layer errors against ground truth (Table 4): MAD, MSE, SAD and LPIPS in the paper's scaling.
 
-Values are in [0, 1]. By default the error is taken over the whole image and all three channels,
-which is what the paper's numbers satisfy (every Table 4 row has SAD = MAD x 512*512*3 / 1e6).
+Values are in [0, 1]. The error is summed over the whole image and all three channels and divided
+by the full value count, which is what the paper's numbers satisfy (every Table 4 row has
+SAD = MAD x 512*512*3 / 1e6). A per-pixel ``weight`` (e.g. the true alpha for the foreground)
+scales each value's error and keeps that division, so SAD = MAD x N still holds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
 
 
 def layer_errors(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """MAD x1e3, MSE x1e3 and SAD / 1e3 of one layer (or a batch, pooled) against its ground truth.
 
@@ -32,6 +37,9 @@ def layer_errors(
         mask: optional region, broadcastable to ``pred`` (e.g. ``alpha > 0`` of shape (1, H, W));
             MAD and MSE are then means over the masked values and SAD their sum.
             ``None`` (the paper's setting) measures every pixel and channel.
+        weight: optional per-value weight in [0, 1], broadcastable to ``pred`` (e.g. the true
+            alpha (1, H, W)): MAD = sum(w |d|) / N, MSE = sum(w d^2) / N and SAD = sum(w |d|) with
+            N the full value count, so SAD = MAD x N as without it. Not combined with ``mask``.
 
     Returns:
         ``{"mad": ..., "mse": ..., "sad": ...}`` as Python floats; for a batch the values are
@@ -39,8 +47,19 @@ def layer_errors(
         per-image numbers).
     """
     _check_pair(pred, target)
+    if mask is not None and weight is not None:
+        raise ValueError("layer_errors: give a mask or a weight, not both")
     # float32 differences (exact to ~1e-7 for values in [0, 1]), float64 sums
     d = pred.float() - target.float()
+    if weight is not None:
+        w = torch.broadcast_to(weight.to(torch.float64), d.shape)
+        sad = float((w * d.abs()).sum(dtype=torch.float64))
+        mse = float((w * d.square()).sum(dtype=torch.float64))
+        return {
+            "mad": sad / d.numel() * MAD_SCALE,
+            "mse": mse / d.numel() * MSE_SCALE,
+            "sad": sad * SAD_SCALE,
+        }
     if mask is not None:
         d = d[torch.broadcast_to(mask.to(torch.bool), d.shape)]
     count = d.numel()
