@@ -2,8 +2,8 @@
 
 Germer et al., "Fast Multi-Level Foreground Estimation" (ICPR 2020) -- pymatting's reference
 implementation -- estimates both F and B from the composite and the alpha. Where the alpha is
-(nearly) 1 the background was never seen, so it is inpainted: with OpenCV (Telea) by default or
-with Stable Diffusion 2 inpainting when its weights are given.
+(nearly) 1 the background was never seen, so it is inpainted: the inpainters that do it (Telea,
+FSR, Stable Diffusion 2 inpainting) are chosen in :mod:`layeringdiff.pipeline.inpainters`.
 """
 
 from __future__ import annotations
