@@ -24,6 +24,7 @@ from layeringdiff.evaluation.outputs import SampleFolder, list_samples
 from layeringdiff.evaluation.records import ResultLog
 from layeringdiff.evaluation.report import write_tables
 from layeringdiff.evaluation.report_wandb import log_results
+from layeringdiff.evaluation.sharding import eval_shard, open_records, shard_result
 from layeringdiff.files import atomic_write_bytes
 from layeringdiff.images import ImageReadError
 from layeringdiff.metrics import extractors
@@ -190,12 +191,15 @@ def run(cfg: DictConfig) -> dict:
     clip = extractors.clip(cfg) if ev.get("clip", True) else None
     segment = instantiate(ev.segmenter) if ev.get("segmenter") else None
     prompts = load_prompts(ev.get("prompts"))
-    records = ResultLog(out / "table1_samples.jsonl", _record_settings(cfg, methods, any(refs.values())))
+    shard = eval_shard(cfg)  # sharded: every N-th output folder of each method
+    records = open_records(out, "table1", shard, _record_settings(cfg, methods, any(refs.values())))
     feat_dir = out / "table1_features"
     scorers = (inception, clip, segment)
     for name, samples in listing.items():
-        progress = tqdm(samples, desc=f"table1 {name}", disable=not ev.get("progress", True))
+        progress = tqdm(shard.select(samples), desc=f"table1 {name}", disable=not ev.get("progress", True))
         _score_method(name, progress, scorers, records, feat_dir / name, matte, prompts)
+    if not shard.whole:
+        return shard_result(shard, "table1", sum(len(shard.select(s)) for s in listing.values()))
 
     ref_feats = {}
     for k, folder in refs.items():

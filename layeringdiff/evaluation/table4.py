@@ -30,6 +30,7 @@ from layeringdiff.evaluation.figures import image_grid
 from layeringdiff.evaluation.records import ResultLog
 from layeringdiff.evaluation.report import write_tables
 from layeringdiff.evaluation.report_wandb import log_results
+from layeringdiff.evaluation.sharding import eval_shard, open_records, shard_result
 from layeringdiff.evaluation.table4_methods import MattingThenLayering
 from layeringdiff.metrics import extractors
 from layeringdiff.metrics.layer_errors import layer_errors
@@ -225,11 +226,14 @@ def run(cfg: DictConfig) -> dict:
     dataset = instantiate(ev.dataset)
     total = len(dataset) if ev.get("limit") is None else min(len(dataset), int(ev.limit))
     lpips = extractors.lpips(cfg) if ev.get("lpips", True) else None
+    shard = eval_shard(cfg)
     settings = {m: {"fg_weight": fg_weight, "lpips": lpips is not None} for m in methods}
-    records = ResultLog(out / "table4_samples.jsonl", settings)
+    records = open_records(out, "table4", shard, settings)
     fig_dir, fig_keys, corrupt = out / "table4_figure", [], 0
     keys: set[str] = set()  # this run's samples: records of other samples (an earlier, longer run) stay out
     for index in tqdm(range(total), desc="table4", disable=not ev.get("progress", True)):
+        if not shard.owns(index):  # sharded: every N-th composite
+            continue
         key = dataset.key(index) if hasattr(dataset, "key") else None
         keys.update([key] if key is not None else [])
         want_fig = index < int(ev.figure_samples)
@@ -246,6 +250,8 @@ def run(cfg: DictConfig) -> dict:
         preds = _run_methods(cfg, methods, sample, records, lpips, want_fig, fig_dir)
         if want_fig and preds:
             _save_figure_inputs(fig_dir, sample["key"], sample, preds)
+    if not shard.whole:
+        return shard_result(shard, "table4", len(keys))
     rows = _rows(records, list(methods), keys)
     _write(
         cfg, out, rows, total, corrupt, _figure(fig_dir, fig_keys, list(methods), out / "table4_figure.png")
