@@ -55,7 +55,7 @@ def make_source_shards(root: Path) -> None:
     from layeringdiff.data.shard_writer import write_shards
     from layeringdiff.data.synthetic import SyntheticLayers
 
-    write_shards(SyntheticLayers(5, size=32, seed=0, split="train"), root, "train", samples_per_shard=2)
+    write_shards(SyntheticLayers(5, size=32, seed=0, split="train"), root, "train", samples_per_shard=4)
 
 
 def test_sharded_fbdd_output_cache_over_prepared_shards_equals_one_run(tmp_path):
@@ -64,16 +64,20 @@ def test_sharded_fbdd_output_cache_over_prepared_shards_equals_one_run(tmp_path)
     data = ["data=shards", f"data.dataset.root={tmp_path / 'shards'}", "data.size=32"]
     base = ["--mode", "degrade", "--no-progress", "--splits", "train", "--batch-size", "2"]
     assert cache.main(["--out", str(tmp_path / "one"), *base, *data])["train"]["written"] == 5
-    for i in range(3):  # three processes for three cache shards (one per source shard)
-        cache.main(["--out", str(tmp_path / "three"), *base, "--shard", f"{i}/3", *data])
-    one, three = tree(tmp_path / "one"), tree(tmp_path / "three")
-    assert sorted(one) == sorted(three)
-    assert [n for n in one if n.endswith(".tar")] == [f"train/train-00000{i}.tar" for i in range(3)]
+    for i in range(2):  # two processes for two cache shards (one per source shard), 2 loader workers each
+        cache.main(["--out", str(tmp_path / "two"), *base, "--shard", f"{i}/2", "--num-workers", "2", *data])
+    one, two = tree(tmp_path / "one"), tree(tmp_path / "two")
+    assert sorted(one) == sorted(two)
+    assert [n for n in one if n.endswith(".tar")] == ["train/train-000000.tar", "train/train-000001.tar"]
     for name in one:
-        assert one[name] == three[name], name
-    # a cache shard holds the samples of its source shard, in order
+        assert one[name] == two[name], name
+    # a cache shard holds the samples of its source shard, in their order (the workers deal batches)
     reader = CacheReader(tmp_path / "one")
-    assert [s["count"] for s in reader.manifest["shards"]] == [2, 2, 1]
+    assert [s["count"] for s in reader.manifest["shards"]] == [4, 1]
+    from layeringdiff.data.shards import ShardDataset
+
+    source = ShardDataset(tmp_path / "shards", "train", size=32, shuffle_buffer=0)
+    assert [k for k, _ in CacheReader(tmp_path / "two").samples()] == [x["key"] for x in source]
 
 
 @pytest.fixture
