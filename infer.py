@@ -7,6 +7,7 @@
 Bad input ends with one line on stderr and exit status 1 (no traceback, nothing half-written).
 """
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -15,6 +16,7 @@ from omegaconf import DictConfig
 from layeringdiff.export import PREVIEW_NAME
 from layeringdiff.tasks.common import run_or_exit
 from layeringdiff.tasks.infer import infer
+from layeringdiff.tasks.infer_batch import batch_failure
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="infer.yaml")
@@ -24,6 +26,9 @@ def main(cfg: DictConfig) -> None:
         print(path)
     for path in result["out_dirs"]:  # the preview(s) last: the one file to open first
         print(Path(path) / PREVIEW_NAME)
+    failure = batch_failure(result)  # a batch with a failed line exits non-zero (the rest is written)
+    if failure:
+        sys.exit(f"error: {failure}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,24 @@ class GenerationSettings:
     num_inference_steps: int = 30
     guidance_scale: float = 5.0
 
+    def __post_init__(self) -> None:
+        """Refuse values that would crash later or pass silently (NaN guidance turns it off)."""
+        import math
+
+        from layeringdiff.pipeline.request import check_generation_size, whole_number
+
+        height, width = check_generation_size(self.height, self.width)
+        steps = whole_number("num_inference_steps", self.num_inference_steps, 1, 1000)
+        try:
+            scale = float(self.guidance_scale)
+        except (TypeError, ValueError):
+            scale = math.nan
+        if isinstance(self.guidance_scale, bool) or not (math.isfinite(scale) and 0 <= scale <= 100):
+            raise InputError(f"guidance_scale must be a number from 0 to 100, got {self.guidance_scale!r}")
+        for name, value in (("height", height), ("width", width), ("num_inference_steps", steps)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "guidance_scale", scale)
+
 
 def canny_control(image: torch.Tensor, low: int = 100, high: int = 200) -> Image.Image:
     """Canny edges of ``image`` (3, H, W) as the 3-channel control image ControlNet expects."""

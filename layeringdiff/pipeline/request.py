@@ -7,6 +7,7 @@ builds one from its keyword arguments and runs the same :meth:`LayerRequest.chec
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -17,20 +18,50 @@ from layeringdiff.pipeline.foreground import ForegroundSpec
 from layeringdiff.pipeline.prompt import foreground_prompt
 
 MIN_SIZE, MAX_SIZE = 16, 4096
+SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed's range, from 0
 FOREGROUND_HINT = "give the foreground as foreground=TEXT, box=[x0,y0,x1,y1], mask=, trimap= or alpha="
 
 
-def check_generation_size(height: int, width: int) -> None:
-    """Text mode: ``height`` and ``width`` must be multiples of 8 in [MIN_SIZE, MAX_SIZE]."""
+def whole_number(name: str, value, minimum: int = 0, maximum: int | None = None) -> int:
+    """``value`` as an int in [minimum, maximum]: ints, integral floats (7.0) and ASCII digit strings
+    ("7") pass; NaN, fractions, booleans and other text are refused in one line naming the value."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
+        number = int(value)
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise InputError(f"{name} must be a whole number {bounds}, got {value!r}")
+    return number
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """A generator seed: a whole number from 0 to 2**63 - 1."""
+    return whole_number(name, value, 0, SEED_MAX)
+
+
+def check_generation_size(height, width) -> tuple[int, int]:
+    """Text mode: ``height`` and ``width`` must be multiples of 8 in [MIN_SIZE, MAX_SIZE]; returns them."""
+    sizes = []
     for size, name in ((height, "height"), (width, "width")):
-        if size % 8 or not MIN_SIZE <= size <= MAX_SIZE:
+        size = whole_number(name, size, MIN_SIZE, MAX_SIZE)
+        if size % 8:
             raise InputError(f"{name}={size} must be a multiple of 8 in [{MIN_SIZE}, {MAX_SIZE}]")
+        sizes.append(size)
+    return sizes[0], sizes[1]
 
 
 def check_image_size(image: torch.Tensor, source: str = "image") -> None:
     """Real-image mode: each side in [MIN_SIZE, MAX_SIZE] (larger images are refused, not resized,
     so the layers always have the input's size)."""
-    h, w = image.shape[-2:]
+    check_image_dims(*image.shape[-2:], source)
+
+
+def check_image_dims(h: int, w: int, source: str = "image") -> None:
+    """:func:`check_image_size` from the sides alone (an image file's header, before decoding it)."""
     if min(h, w) < MIN_SIZE or max(h, w) > MAX_SIZE:
         raise InputError(
             f"{source} is {w}x{h}; sizes from {MIN_SIZE} to {MAX_SIZE} pixels per side are supported "

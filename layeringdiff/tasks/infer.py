@@ -24,6 +24,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from layeringdiff.export import check_writable
+from layeringdiff.pipeline.request import check_seed
 from layeringdiff.tasks.infer_batch import infer_batch
 from layeringdiff.tasks.infer_build import (
     build_pipeline,
@@ -33,7 +34,7 @@ from layeringdiff.tasks.infer_build import (
     resolve_dtype,
 )
 from layeringdiff.tasks.infer_inputs import REQUEST_KEYS, bundled_sample, request_from_item
-from layeringdiff.tasks.infer_run import run_request
+from layeringdiff.tasks.infer_run import generation_settings, run_request
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,12 @@ def infer(cfg: DictConfig) -> dict:
     if inputs["image"] is None and inputs["prompt"] is None:
         inputs.update(bundled_sample(cfg.sample))
         log.info("no image or prompt given: decomposing the bundled sample %s", inputs["image"])
-    request = request_from_item(inputs, int(cfg.height), int(cfg.width))
+    request = request_from_item(inputs, cfg.height, cfg.width)
+    generation_settings(cfg)  # NaN guidance, steps=-1...: refused here, before any model is loaded
+    seed = check_seed(cfg.seed)
     out_dir = check_writable(Path(cfg.out) if cfg.out else default_out / "layers")
     check_weights(cfg, request.text_mode, needs_detector=any(s.text for s in request.foregrounds))
     # 2. load the models, run, write
     pipe = build_pipeline(cfg, request.text_mode, device, dtype)
-    path = run_request(pipe, cfg, inputs, request, out_dir, int(cfg.seed))
+    path = run_request(pipe, cfg, inputs, request, out_dir, seed)
     return {"out_dirs": [str(path)]}

@@ -12,9 +12,9 @@ from omegaconf import DictConfig
 from layeringdiff.errors import OutputExistsError
 from layeringdiff.files import atomic_write_bytes
 from layeringdiff.pipeline.errors import InputError
-from layeringdiff.pipeline.request import check_generation_size
+from layeringdiff.pipeline.request import check_seed
 from layeringdiff.tasks.infer_inputs import request_from_item
-from layeringdiff.tasks.infer_run import run_request
+from layeringdiff.tasks.infer_run import generation_settings, run_request
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,13 @@ def infer_batch(cfg: DictConfig, out_root: Path, make_pipeline) -> dict:
     log.info("%d prompts, %d already done, %d to run into %s", len(items), finished, len(todo), out_root)
     done = []
     if todo:
-        check_generation_size(int(cfg.height), int(cfg.width))
+        generation_settings(cfg)  # settings of the whole batch: a bad one stops it before any work
+        base_seed = check_seed(cfg.seed)
         pipe = make_pipeline()
         pipe.set_progress_bar(False)
         for item in tqdm(todo, desc="prompts", disable=not cfg.progress):
-            seed = int(item.get("seed", cfg.seed + item["line"]))
-            try:
+            try:  # a bad seed on one line fails that line only
+                seed = check_seed(item["seed"]) if "seed" in item else check_seed(base_seed + item["line"])
                 request = request_from_item({k: item.get(k) for k in BATCH_KEYS})
                 # the whole line goes into meta.json's inputs (Tables 1-3 read e.g. background_prompt there)
                 done.append(str(run_request(pipe, cfg, item, request, out_root / str(item["id"]), seed)))
@@ -94,4 +95,16 @@ def infer_batch(cfg: DictConfig, out_root: Path, make_pipeline) -> dict:
                 failed.append({"id": item["id"], "error": str(e)})
     summary = {"total": len(items), "skipped_done": finished, "written": len(done), "failed": failed}
     atomic_write_bytes(out_root / "batch_summary.json", (json.dumps(summary, indent=2) + "\n").encode())
-    return {"out_dirs": done, **summary}
+    return {"out_dirs": done, **summary, "summary_file": str(out_root / "batch_summary.json")}
+
+
+def batch_failure(result: dict) -> str | None:
+    """The one line ``infer.py`` exits non-zero with when items of a batch failed (else ``None``)."""
+    failed = result.get("failed") or []
+    if not failed:
+        return None
+    first = failed[0]
+    return (
+        f"{len(failed)} of {result.get('total', '?')} prompts failed (first: {first['id']}: {first['error']}); "
+        f"the list is in {result.get('summary_file', 'batch_summary.json')}"
+    )

@@ -10,10 +10,10 @@ import json
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from layeringdiff.images import load_mask, load_rgb
+from layeringdiff.images import image_size, load_mask, load_rgb
 from layeringdiff.pipeline.errors import InputError
 from layeringdiff.pipeline.foreground import ForegroundSpec, check_box, sample_dir
-from layeringdiff.pipeline.request import LayerRequest, check_image_size
+from layeringdiff.pipeline.request import MAX_SIZE, LayerRequest, check_image_dims, check_image_size
 
 FOREGROUND_KEYS = ("foreground", "box", "mask", "trimap", "alpha")
 REQUEST_KEYS = ("image", "prompt", "foreground_indices", "negative_prompt", "control_image", *FOREGROUND_KEYS)
@@ -55,7 +55,7 @@ def _spec(key: str, value, size: tuple[int, int]) -> ForegroundSpec:
         return ForegroundSpec(text=value)
     if key == "box":
         return ForegroundSpec(box=check_box(value, *size))  # before any model is loaded
-    tensor = load_mask(value)
+    tensor = load_mask(value, max_side=MAX_SIZE)  # an oversized file is refused from its header
     if tuple(tensor.shape[-2:]) != size:
         raise InputError(
             f"{key} {value} is {tensor.shape[-1]}x{tensor.shape[-2]} but the image is {size[1]}x{size[0]}"
@@ -102,10 +102,12 @@ def request_from_item(item: dict, height: int | None = None, width: int | None =
         if not request.foregrounds and item.get("foreground_indices") is not None:
             request.foreground_indices = per_layer(item["foreground_indices"], 1)
         if item.get("control_image") is not None:
-            request.control_image = load_rgb(item["control_image"])
+            request.control_image = load_rgb(item["control_image"], max_side=MAX_SIZE)
         return request.check(height, width)
     if item.get("image") is None or item.get("prompt") is not None:  # neither, or both: check() says which
         return LayerRequest(prompt=item.get("prompt"), image=item.get("image")).check()
+    # from the file's header: a 9000x9000 PNG of 100 KB is refused without decoding its 1.6 GB
+    check_image_dims(*reversed(image_size(item["image"])), str(item["image"]))
     image = load_rgb(item["image"])
     check_image_size(image, str(item["image"]))  # before the masks are read, before any model is loaded
     request = LayerRequest(image=image, source=str(item["image"]))

@@ -42,9 +42,8 @@ def package_versions() -> dict[str, str]:
 
 
 def generation_settings(cfg: DictConfig) -> GenerationSettings:
-    return GenerationSettings(
-        int(cfg.height), int(cfg.width), int(cfg.num_inference_steps), float(cfg.guidance_scale)
-    )
+    """The SDXL settings of the config, checked (one-line ``InputError`` for NaN, 0 or negative steps...)."""
+    return GenerationSettings(cfg.height, cfg.width, cfg.num_inference_steps, cfg.guidance_scale)
 
 
 def run_metadata(
