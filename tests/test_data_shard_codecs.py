@@ -1,4 +1,4 @@
-"""Shard layer codecs: the TIFF (zstd + horizontal predictor) option is lossless, RGB-ordered and small."""
+"""Shard layer codecs: the planar TIFF option (zstd + horizontal predictor) is lossless, ordered and small."""
 
 import io
 import tarfile
@@ -29,27 +29,38 @@ def test_tiff_shards_round_trip_bit_exact(tmp_path):
             assert torch.equal(g[k], want[k]), (i, k)
 
 
-def test_tiff_members_are_rgb_tiffs_smaller_than_raw(tmp_path):
+def test_tiff_record_is_one_planar_tiff_smaller_than_the_png_members():
     sample = SyntheticLayers(1, size=64, seed=0)[0]
     record = encode_sample(sample, 0, "tiff")
-    assert {"foreground.tiff", "background.tiff", "alpha.png", "trimap.png", "json"} <= set(record)
-    for layer in ("foreground", "background"):
-        data = record[f"{layer}.tiff"]
-        img = Image.open(io.BytesIO(data))
-        assert img.format == "TIFF" and img.mode == "RGB"
-        expected = sample[layer].mul(255).round().byte().permute(1, 2, 0).numpy()
-        assert np.array_equal(np.asarray(img), expected)  # channel order: R, G, B
-        assert len(data) < expected.nbytes  # compressed
+    assert set(record) == {"__key__", "layers.tiff", "json"}
+    img = Image.open(io.BytesIO(record["layers.tiff"]))
+    assert img.format == "TIFF" and img.mode == "L" and img.size == (64, 8 * 64)
+    planes = np.asarray(img).reshape(8, 64, 64)
+
+    def u8(x: torch.Tensor) -> np.ndarray:
+        return x.mul(255).round().byte().numpy()
+
+    # plane order: F R, G, B | B R, G, B | alpha | trimap (0 / 128 / 255)
+    assert np.array_equal(planes[0:3], u8(sample["foreground"]))
+    assert np.array_equal(planes[3:6], u8(sample["background"]))
+    assert np.array_equal(planes[6], u8(sample["alpha"])[0])
+    assert np.array_equal(
+        planes[7], np.select([sample["trimap"][0].numpy() == v for v in (0, 0.5, 1)], [0, 128, 255])
+    )
+    png = encode_sample(sample, 0, "png")
+    png_bytes = sum(len(png[k]) for k in ("foreground.png", "background.png", "alpha.png", "trimap.png"))
+    assert len(record["layers.tiff"]) < png_bytes
     back = decode_sample(record)
     for k in TENSORS:
         assert torch.equal(back[k], sample[k]), k
+        assert back[k].is_contiguous(), k
 
 
 def test_a_corrupt_tiff_member_is_a_one_line_error_and_skipped(tmp_path):
     sample = SyntheticLayers(1, size=32, seed=1)[0]
     record = encode_sample(sample, 0, "tiff")
-    record["foreground.tiff"] = record["foreground.tiff"][:200]  # truncated
-    with pytest.raises(ImageReadError, match="foreground.tiff") as err:
+    record["layers.tiff"] = record["layers.tiff"][:200]  # truncated
+    with pytest.raises(ImageReadError, match="layers.tiff") as err:
         decode_sample(record)
     assert "\n" not in str(err.value)
     # the reader skips such a record and counts it
@@ -60,7 +71,7 @@ def test_a_corrupt_tiff_member_is_a_one_line_error_and_skipped(tmp_path):
     with tarfile.open(tar_path) as tar:
         for m in tar.getmembers():
             data = tar.extractfile(m).read()
-            if m.name.startswith("000000001.") and m.name.endswith("background.tiff"):
+            if m.name.startswith("000000001.") and m.name.endswith("layers.tiff"):
                 data = data[:100]
             members.append((m.name, data))
     with tarfile.open(tar_path, "w") as tar:

@@ -5,11 +5,13 @@ Layout: ``{root}/{split}/{split}-{i:06d}.tar`` plus, per shard, ``{split}-{i:06d
 after the tar is in place: its presence marks the shard finished) and ``{root}/{split}/manifest.json``.
 One tar member group per sample (``__key__`` is a running number, the sample key is in the JSON):
 
-- ``foreground.png`` / ``background.png``: 8-bit RGB; or ``.tiff`` with ``image_format="tiff"``
-  (lossless zstd + horizontal predictor: a little smaller than PNG, ~2.5x faster to decode); or
-  ``.npy`` raw uint8 with ``image_format="npy"`` (~2.6x the PNG size, fastest to decode);
-  ``alpha.png``: 8-bit gray (always lossless PNG); ``trimap.png``: 0 / 128 / 255; ``json``: key,
-  fg_caption, source.
+- ``foreground.png`` / ``background.png``: 8-bit RGB (or ``.npy`` raw uint8 with
+  ``image_format="npy"``: ~2.6x the PNG size, fast to decode); ``alpha.png``: 8-bit gray;
+  ``trimap.png``: 0 / 128 / 255; ``json``: key, fg_caption, source.
+- or, with ``image_format="tiff"``, one ``layers.tiff`` (and the ``json``): an 8-bit gray TIFF of
+  8 x size rows, the planes F (R, G, B), B (R, G, B), alpha and trimap stacked top to bottom,
+  lossless zstd with the horizontal predictor: one decode per sample, planes already in the
+  tensors' channel-first order, a little smaller than the PNG members.
 
 The composite is not stored: it is recomputed in float from the 8-bit layers exactly as the
 on-the-fly recipe does, so a sample read back equals the sample written, bit for bit.
@@ -41,6 +43,7 @@ FORMAT = "layeringdiff-shards/1"
 # Codecs of the foreground / background members (alpha and trimap are always PNG).
 IMAGE_FORMATS = ("png", "npy", "tiff")
 TIFF_PREDICTOR = 317  # TIFF tag: 2 = horizontal differencing before compression
+LAYER_PLANES = 8  # layers.tiff: F (R, G, B), B (R, G, B), alpha, trimap
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -86,12 +89,18 @@ def encode_sample(sample: dict, index: int, image_format: str = "png") -> dict:
     """Sample dict -> webdataset record (bytes per member)."""
     if image_format not in IMAGE_FORMATS:
         raise ConfigError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
-    enc = {"png": _png, "npy": _npy, "tiff": _tiff}[image_format]
     meta = {
         "key": sample["key"],
         "fg_caption": sample.get("fg_caption", ""),
         "source": sample.get("source", ""),
     }
+    if image_format == "tiff":
+        return {
+            "__key__": f"{index:09d}",
+            "layers.tiff": _tiff(_planes(sample)),
+            "json": json.dumps(meta).encode(),
+        }
+    enc = {"png": _png, "npy": _npy}[image_format]
     return {
         "__key__": f"{index:09d}",
         f"foreground.{image_format}": enc(tensor_to_uint8(sample["foreground"])),
@@ -102,11 +111,26 @@ def encode_sample(sample: dict, index: int, image_format: str = "png") -> dict:
     }
 
 
+def _planes(sample: dict) -> np.ndarray:
+    """The uint8 planes F (R, G, B), B (R, G, B), alpha, trimap stacked into one (8 H, W) image."""
+    planes = [tensor_to_uint8(sample[k]).transpose(2, 0, 1) for k in ("foreground", "background", "alpha")]
+    planes.append(trimap_to_uint8(sample["trimap"])[None])
+    stacked = np.concatenate(planes, axis=0)
+    return stacked.reshape(-1, stacked.shape[-1])
+
+
+def _from_planes(name: str, arr: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(F, alpha, B, trimap) of a ``layers.tiff``: F and B as (H, W, 3) views of their planes (the
+    tensor conversion then reads them contiguously), alpha and trimap (H, W)."""
+    if arr.ndim != 2 or arr.shape[0] % LAYER_PLANES:
+        raise ImageReadError(f"{name}: expected {LAYER_PLANES} stacked planes, got shape {arr.shape}")
+    planes = arr.reshape(LAYER_PLANES, -1, arr.shape[1])
+    return planes[0:3].transpose(1, 2, 0), planes[6], planes[3:6].transpose(1, 2, 0), planes[7]
+
+
 def _decode_image(name: str, data: bytes) -> np.ndarray:
     if name.endswith(".npy"):
         arr = np.load(io.BytesIO(data), allow_pickle=False)
-    elif name.endswith(".tiff"):
-        arr = _decode_tiff(name, data)
     else:
         # colour layers straight to RGB (no BGR pass, no flipped copy); alpha / trimap as stored
         colour = name.startswith(("foreground.", "background."))
@@ -124,7 +148,7 @@ def _decode_tiff(name: str, data: bytes) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.mode not in ("RGB", "L"):
+            if img.mode != "L":
                 raise ValueError(f"mode {img.mode}")
             return np.asarray(img)
     except Exception as e:  # PIL raises many types for corrupt data
@@ -136,9 +160,12 @@ def decode_sample(record: dict) -> dict:
     """Webdataset record (raw bytes) -> sample dict of the data contract."""
     members = {k: v for k, v in record.items() if not k.startswith("__")}
     meta = json.loads(members["json"])
+    if "layers.tiff" in members:
+        f, a, b, t = _from_planes("layers.tiff", _decode_tiff("layers.tiff", members["layers.tiff"]))
+        return make_sample(f, a, b, meta["key"], meta.get("fg_caption", ""), trimap=t)
 
     def image(stem: str) -> np.ndarray:
-        for ext in ("png", "npy", "tiff"):
+        for ext in ("png", "npy"):
             if f"{stem}.{ext}" in members:
                 return _decode_image(f"{stem}.{ext}", members[f"{stem}.{ext}"])
         raise KeyError(f"sample {meta.get('key')!r} has no {stem} member")
