@@ -11,6 +11,12 @@ images/CPU-s (process CPU time instead of wall time) is the steadier figure on a
 
     python experiments/bench_fbdd.py                                   # CPU: tiny, 64 px
     python experiments/bench_fbdd.py --arch real --size 512 --batch-sizes 4 8 16   # one GPU
+    python experiments/bench_fbdd.py --ddp 2 --batch-sizes 2     # CPU: 2 gloo processes vs 1 process
+    python experiments/bench_fbdd.py --ddp 8 --arch real --size 512 --batch-sizes 8   # 8 GPUs, NCCL
+DDP mode: N processes (gloo on CPU, NCCL on GPUs), each with the given per-process batch, the
+UNet wrapped in DistributedDataParallel; images/s is N x batch x steps / the slowest rank's time,
+printed beside the 1-process figure of the same run (measured before and after, averaged) and the
+scaling efficiency (DDP images/s / (N x 1-process images/s)).
 Targets (one H100, real architecture, 512 px): >= 40 images/s with cached latents; batch 8 with
 gradient checkpointing under 24 GiB peak.
 """
@@ -61,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="CPU: run all configurations in this process (peak memory then not per configuration)",
     )
     p.add_argument("--json", default=None, help="also write the rows here")
+    p.add_argument("--ddp", type=int, default=0, help="N > 1: data-parallel mode with N processes")
     return p.parse_args(argv)
 
 
@@ -163,6 +170,110 @@ def _isolated(args, batch: int, cached: bool, ckpt: bool) -> dict:
     return run_config(_fresh_model(args), args, batch, cached, ckpt)
 
 
+class _Loss(torch.nn.Module):
+    """DistributedDataParallel wraps a module whose forward is the training loss."""
+
+    def __init__(self, module: FBDDModule) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, batch: dict, step: int) -> torch.Tensor:
+        return self.module.loss(batch, step)
+
+
+def _ddp_worker(rank: int, world: int, port: int, args, batch: int, queue) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    cuda = args.device.startswith("cuda")
+    torch.set_num_threads(args.threads)
+    dist.init_process_group(
+        "nccl" if cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    device = f"cuda:{rank}" if cuda else "cpu"
+    if cuda:
+        torch.cuda.set_device(rank)
+    torch.manual_seed(0)
+    fbdd = build_fbdd(args.arch, args.tiny_dir).to(device).train()
+    model = DistributedDataParallel(
+        _Loss(FBDDModule("unused", fbdd=fbdd)), device_ids=[rank] if cuda else None
+    )
+    data = make_batch(fbdd, batch, args.size, False, device)
+    opt = torch.optim.AdamW(fbdd.unet.parameters(), lr=1e-6)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16" else nullcontext()
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup:
+            if cuda:
+                torch.cuda.synchronize()
+            dist.barrier()
+            start = time.perf_counter()
+        with autocast:
+            loss = model(data, i)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    if cuda:
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    queue.put((rank, elapsed))
+    dist.destroy_process_group()
+
+
+def ddp_images_per_s(args, batch: int) -> float:
+    """Images/s of ``args.ddp`` data-parallel processes (the slowest rank's time)."""
+    import socket
+
+    ctx = multiprocessing.get_context("spawn")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_ddp_worker, args=(r, args.ddp, port, args, batch, queue)) for r in range(args.ddp)
+    ]
+    for proc in procs:
+        proc.start()
+    times = [queue.get(timeout=3600)[1] for _ in procs]
+    for proc in procs:
+        proc.join()
+        if proc.exitcode:
+            raise RuntimeError(f"a DDP benchmark process exited with status {proc.exitcode}")
+    return args.ddp * batch * args.steps / max(times)
+
+
+def ddp_main(args) -> list[dict]:
+    """``--ddp N``: N-process images/s against the 1-process figure measured in the same run."""
+    if args.arch == "tiny":
+        from layeringdiff.tiny import sd2
+
+        sd2.build(Path(args.tiny_dir) / "sd2_inpainting")  # once, before the processes read it
+    pool = multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1)
+    print(
+        f"# FBDD data-parallel benchmark: {args.ddp} processes, {args.arch}, {args.size}px, {args.precision}"
+    )
+    print(machine_line({"torch per process": args.threads}))
+    print("| batch / process | 1 process images/s | DDP images/s | speed-up | efficiency |")
+    print("|---|---|---|---|---|")
+    rows = []
+    for batch in args.batch_sizes:
+        before = pool.apply(_isolated, (args, batch, False, False))["images_per_s"]
+        ddp = ddp_images_per_s(args, batch)
+        after = pool.apply(_isolated, (args, batch, False, False))["images_per_s"]
+        single = (before + after) / 2
+        row = {"batch": batch, "processes": args.ddp, "single_images_per_s": single, "ddp_images_per_s": ddp}
+        row.update(speedup=ddp / single, efficiency=ddp / (args.ddp * single))
+        rows.append(row)
+        print(
+            f"| {batch} | {single:.2f} | {ddp:.2f} | {row['speedup']:.2f} | {row['efficiency']:.2f} |",
+            flush=True,
+        )
+    pool.close()
+    print(machine_line({"torch per process": args.threads}))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    return rows
+
+
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     on_cpu = not args.device.startswith("cuda")
@@ -170,6 +281,10 @@ def main(argv=None) -> list[dict]:
         args.tiny_dir = tempfile.mkdtemp(prefix="bench_fbdd_")
     args.threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    if args.ddp > 1:
+        if args.tiny_dir is None:
+            args.tiny_dir = tempfile.mkdtemp(prefix="bench_fbdd_")
+        return ddp_main(args)
     isolate = on_cpu and not args.in_process
     fbdd = None if isolate else _fresh_model(args)
     pool = multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) if isolate else None

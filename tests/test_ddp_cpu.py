@@ -119,3 +119,24 @@ def test_run_folder_config_uses_the_job_stamp(monkeypatch):
     assert cfg.hydra.run.dir == "/o/fbdd_smoke/runs/torchrun-abc"
     log_file = cfg.hydra.job_logging.handlers.file
     assert log_file._get_node("filename")._value().endswith("${task_name}${rank_suffix:}.log")
+
+
+def test_slurm_launcher_config_follows_the_trainer():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="optional extra: layeringdiff[slurm]")
+    from hydra import compose, initialize_config_dir
+
+    import layeringdiff  # noqa: F401  (registers the resolvers)
+
+    over = [
+        "hydra/launcher=slurm",
+        "experiment=fbdd_smoke",
+        "trainer=ddp",
+        "trainer.num_nodes=8",
+        "trainer.devices=8",
+    ]
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=over, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (8, 8, 8)
+    assert launcher.name == "fbdd_smoke"

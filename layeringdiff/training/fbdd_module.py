@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from layeringdiff.networks.fbdd import FBDD, FBDDInputError
 from layeringdiff.training.grids import labelled_grid, log_grid
+from layeringdiff.training.speed import apply_speed_options
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class FBDDModule(pl.LightningModule):
         ema_decay: keep an EMA of the UNet with this decay, used for validation and export.
         gradient_checkpointing: trade compute for memory in the UNet.
         attention: ``"sdpa"`` (PyTorch scaled_dot_product_attention) or ``"eager"``.
+        compile_unet: ``torch.compile`` the UNet (true or a dict of its arguments); off by default.
+        channels_last: UNet weights in channels-last memory format; off by default
+            (both in :mod:`layeringdiff.training.speed`, with the 8-bit AdamW optimizer).
         noise_seed: seed of the per-step noise/timestep generator.
         val_scheduler: sampler for validation: ``"ddim"``, ``"dpmsolver++"``, ...
         val_steps: sampler steps in validation.
@@ -72,6 +76,8 @@ class FBDDModule(pl.LightningModule):
         ema_decay: float | None = None,
         gradient_checkpointing: bool = False,
         attention: str = "sdpa",
+        compile_unet: bool | dict = False,
+        channels_last: bool = False,
         noise_seed: int = 0,
         val_scheduler: str = "ddim",
         val_steps: int = 20,
@@ -108,6 +114,7 @@ class FBDDModule(pl.LightningModule):
 
             self.ema = AveragedModel(self.fbdd.unet, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
             self.ema.requires_grad_(False)
+        apply_speed_options(self.fbdd.unet, compile_unet, channels_last)  # after the EMA copy
         # Not a submodule: it is neither trained nor saved in checkpoints.
         self._companion = [FBDD.from_pretrained(val_companion).eval()] if val_companion else []
         if self._companion and self._companion[0].layer == layer:
