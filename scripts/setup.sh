@@ -19,3 +19,7 @@ if "$VENV/bin/python" -m pip show opencv-python-headless >/dev/null 2>&1; then
   "$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps -c requirements/lock.txt opencv-contrib-python-headless
 fi
 "$VENV/bin/python" -m pip install --quiet -c requirements/lock.txt -e '.[dev]'
+# pymatting compiles its numba kernels (explicit signatures, cache=True) when imported; do it once
+# here, so the first `python infer.py` loads them from the cache instead of compiling (~90 s).
+echo "compiling pymatting's numba kernels (once)..."
+"$VENV/bin/python" -c "import pymatting"
