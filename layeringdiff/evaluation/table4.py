@@ -22,7 +22,7 @@ import zlib
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from layeringdiff.errors import ConfigError, UserError
@@ -213,6 +213,31 @@ def _require_scores(rows: list[dict]) -> None:
         )
 
 
+def _limit(value) -> int:
+    """``eval.limit`` (null: all): a whole number >= 1 (-2 gave an empty table and exit 0)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"eval.limit must be null or a whole number >= 1, got {value!r}")
+    return value
+
+
+def _record_settings(cfg: DictConfig, methods: list[str], fg_weight: str, lpips: bool) -> dict[str, dict]:
+    """Per method, what its per-sample records depend on (a rerun under other settings is refused):
+    the data set (its size, seed, split... but not ``num_samples``: a sample is a function of its
+    key), the matting, the region, the metrics and the method's own ``eval.layerings`` entry."""
+    ev = cfg.eval
+    data = dict(OmegaConf.to_container(ev.dataset, resolve=True) or {})
+    data.pop("num_samples", None)
+    shared = {
+        "dataset": data,
+        "matting": ev.get("matting"),
+        "mask": ev.get("mask"),
+        "fg_weight": fg_weight,
+        "lpips": cfg.metrics.get("lpips") if lpips else False,
+        "seed": cfg.get("seed"),
+    }
+    return {m: {**shared, "layering": ev.layerings.get(m) if "layerings" in ev else None} for m in methods}
+
+
 def run(cfg: DictConfig) -> dict:
     """Evaluate every method in ``cfg.eval.methods`` on ``cfg.eval.dataset``; write ``table4.*``,
     ``table4_samples.jsonl`` and ``table4_figure.png``. Returns ``{"<method>/<fg|bg>_<metric>": mean}``."""
@@ -224,10 +249,10 @@ def run(cfg: DictConfig) -> dict:
         raise ConfigError(f"eval.fg_weight must be one of {', '.join(FG_WEIGHTS)}, got {fg_weight!r}")
     methods = build_methods(cfg)
     dataset = instantiate(ev.dataset)
-    total = len(dataset) if ev.get("limit") is None else min(len(dataset), int(ev.limit))
+    total = len(dataset) if ev.get("limit") is None else min(len(dataset), _limit(ev.limit))
     lpips = extractors.lpips(cfg) if ev.get("lpips", True) else None
+    settings = _record_settings(cfg, list(methods), fg_weight, lpips is not None)
     shard = eval_shard(cfg)
-    settings = {m: {"fg_weight": fg_weight, "lpips": lpips is not None} for m in methods}
     records = open_records(out, "table4", shard, settings)
     fig_dir, fig_keys, corrupt = out / "table4_figure", [], 0
     keys: set[str] = set()  # this run's samples: records of other samples (an earlier, longer run) stay out
