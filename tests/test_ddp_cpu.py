@@ -140,3 +140,20 @@ def test_slurm_launcher_config_follows_the_trainer():
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (8, 8, 8)
     assert launcher.name == "fbdd_smoke"
+
+
+@pytest.mark.slow  # a second 2-process training (~40 s idle, minutes on a busy CPU)
+def test_torchrun_processes_share_one_run_folder(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [
+        str(torchrun), "--standalone", "--nproc-per-node", "2", str(ROOT / "train.py"),
+        "experiment=fbdd_smoke", "trainer=ddp_cpu", "trainer.max_steps=2", "trainer.val_check_interval=2",
+        "callbacks=none", f"paths.log_dir={tmp_path / 'out'}", f"model.pretrained={tmp_path / 'sd2'}",
+        "data.num_train=4",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "out" / "fbdd_smoke" / "runs").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("torchrun-"), runs
+    logs = sorted(p.name for p in runs[0].glob("*.log"))
+    assert logs == ["fbdd_smoke.log", "fbdd_smoke.rank1.log"] and (runs[0] / "export").is_dir()
