@@ -150,5 +150,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    from layeringdiff.errors import UserError, one_line
+
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    main()
+    try:
+        main()
+    except UserError as e:  # a bad --shard, an incomplete cache folder: one line
+        sys.exit(f"error: {one_line(e)}")
