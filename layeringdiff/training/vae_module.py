@@ -2,9 +2,9 @@
 
 The paper's FBDD starts from SD2-inpainting, whose VAE is pretrained. The mini reproduction has no
 pretrained weights, so it first trains its own autoencoder on the images FBDD will encode:
-composites, foreground layers and background layers. Loss: L1 + L2 on the reconstruction of a
-posterior sample, plus a small KL term (as in the latent-diffusion autoencoders, without the
-perceptual and adversarial terms). Optional random crops make each step cheaper (the network is
+composites, foreground layers and background layers. Loss: L1 + L2 on the reconstruction of the
+posterior mean (optionally of a posterior sample), plus a small KL term (as in the latent-diffusion
+autoencoders, without the perceptual and adversarial terms). Optional random crops make each step cheaper (the network is
 convolutional; its latent-resolution attention then sees smaller maps than at export time).
 
 The export is a ``save_pretrained`` folder whose ``scaling_factor`` is 1 / (std of the latents of
@@ -64,6 +64,9 @@ class VAEModule(pl.LightningModule):
         crop: train on random ``crop`` x ``crop`` crops (``None``: whole images).
         image_keys: which images of a sample to train on.
         noise_seed: seed of the per-step crop and posterior-sample generator.
+        sample_posterior: decode a posterior sample (the KL-autoencoder recipe) instead of its mean.
+            Off by default: FBDD only ever encodes to the mean, and from scratch the unit-variance
+            samples of the initial posterior drown the code for many steps.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class VAEModule(pl.LightningModule):
         crop: int | None = None,
         image_keys: Sequence[str] = IMAGE_KEYS,
         noise_seed: int = 0,
+        sample_posterior: bool = False,
     ) -> None:
         super().__init__()
         from diffusers import AutoencoderKL
@@ -98,8 +102,9 @@ class VAEModule(pl.LightningModule):
             images = random_crop(images, int(self.hparams.crop), generator)
         x = images * 2 - 1
         dist = self.vae.encode(x).latent_dist
-        eps = torch.randn(dist.mean.shape, generator=generator).to(x.device)
-        z = dist.mean + dist.std * eps
+        z = dist.mean
+        if self.hparams.sample_posterior:
+            z = z + dist.std * torch.randn(dist.mean.shape, generator=generator).to(x.device)
         rec = self.vae.decode(z).sample
         l1 = (rec - x).abs().mean()
         l2 = F.mse_loss(rec, x)
