@@ -42,7 +42,7 @@ def box_composite(seed: int, size: int, margin: float):
 
 
 def main() -> None:
-    from layeringdiff.pipeline.foreground import grabcut_mask
+    from layeringdiff.pipeline.boxes import grabcut_mask
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=60)

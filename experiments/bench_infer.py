@@ -52,7 +52,8 @@ def write_files(image, fg, bg, alpha) -> None:
 def bench_classical(size: int, repeats: int) -> dict[str, float]:
     from layeringdiff.images import pil_to_tensor
     from layeringdiff.pipeline.baselines import germer_foreground_background, inpaint_opencv
-    from layeringdiff.pipeline.foreground import ForegroundDetermination, closed_form_matting, grabcut_mask
+    from layeringdiff.pipeline.boxes import grabcut_mask
+    from layeringdiff.pipeline.foreground import ForegroundDetermination, closed_form_matting
     from layeringdiff.pipeline.layering import project_to_composite
 
     info = json.loads((ROOT / "data/samples/astronaut.json").read_text())

@@ -5,15 +5,14 @@ import pytest
 import torch
 
 from layeringdiff.compositing import trimap_from_alpha
+from layeringdiff.pipeline.boxes import check_box, grabcut_mask
 from layeringdiff.pipeline.errors import InputError, NoForegroundError
 from layeringdiff.pipeline.foreground import (
     TRANSPARENCY_QUERY,
     ForegroundDetermination,
     ForegroundSpec,
     apply_transparency_boxes,
-    check_box,
     closed_form_matting,
-    grabcut_mask,
 )
 from layeringdiff.pipeline.hf_models import Detections, detection_text
 
@@ -193,7 +192,9 @@ def test_box_past_the_edge_is_clipped_with_a_warning(caplog):
     with caplog.at_level("WARNING", logger="layeringdiff.pipeline.foreground"):
         result = fd(image, ForegroundSpec(box=[-30, 20, 76, 130]))
     assert result.box == [0.0, 20.0, 76.0, 96.0]
-    assert any("runs past the 96x96 image; clipped to [0.0, 20.0, 76.0, 96.0]" in r.message for r in caplog.records)
+    assert any(
+        "runs past the 96x96 image; clipped to [0.0, 20.0, 76.0, 96.0]" in r.message for r in caplog.records
+    )
     assert check_box([1, 2, 3, 4], 96, 96) == [1.0, 2.0, 3.0, 4.0]  # inside: unchanged, no warning
     assert len(caplog.records) == 1
 
@@ -214,13 +215,21 @@ def test_grabcut_refit_rounds_drop_background_the_first_round_kept():
     image = torch.round(af * layers[0] + (1 - af) * layers[1]) / 255
     truth = af[0] > 0.5
     ys, xs = torch.nonzero(truth, as_tuple=True)
-    box = [max(0, int(xs.min()) - 5), max(0, int(ys.min()) - 5), min(128, int(xs.max()) + 6), min(128, int(ys.max()) + 6)]
+    box = [
+        max(0, int(xs.min()) - 5),
+        max(0, int(ys.min()) - 5),
+        min(128, int(xs.max()) + 6),
+        min(128, int(ys.max()) + 6),
+    ]
 
     def iou(mask):
         m = mask[0] > 0.5
         return float((m & truth).sum() / (m | truth).sum())
 
-    old, new = iou(grabcut_mask(image, box, refine_rounds=0, colour_space="rgb")), iou(grabcut_mask(image, box))
+    old, new = (
+        iou(grabcut_mask(image, box, refine_rounds=0, colour_space="rgb")),
+        iou(grabcut_mask(image, box)),
+    )
     assert new > old + 0.15, (old, new)
 
 

@@ -11,8 +11,9 @@ import json
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from layeringdiff.images import image_size, load_mask, load_rgb
+from layeringdiff.pipeline.boxes import check_box
 from layeringdiff.pipeline.errors import InputError
-from layeringdiff.pipeline.foreground import ForegroundSpec, check_box, sample_dir
+from layeringdiff.pipeline.foreground import ForegroundSpec, sample_dir
 from layeringdiff.pipeline.request import MAX_SIZE, LayerRequest, check_image_dims, check_image_size
 
 FOREGROUND_KEYS = ("foreground", "box", "mask", "trimap", "alpha")
