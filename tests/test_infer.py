@@ -282,7 +282,7 @@ def test_cli_no_arguments_and_bad_input_exit_codes(tmp_path, bad_files):
     [
         (["image={b}/huge.png", "box=[0,0,5,5]"], "huge.png is 5000x8"),
         (["prompt=a bird", "foreground_indices=[0]", "height=100"], "height=100"),
-        (["image={p}/photo.png", "box=[0,0,500,50]"], "outside the 96x96 image"),
+        (["image={p}/photo.png", "box=[200,0,500,50]"], "outside the 96x96 image"),
         (["image={p}/photo.png", "box=[0,0,5]"], "four numbers"),
     ],
 )
