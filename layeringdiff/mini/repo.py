@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from layeringdiff.tiny import clip_tokenizer
-from layeringdiff.tiny.sd2 import SCHEDULER_CONFIG, _text_config, is_complete
+from layeringdiff.errors import ConfigError, MissingFileError, OutputExistsError
+from layeringdiff.tiny.sd2 import _text_config, is_complete, write_pipeline_files
 
 # The mini UNet (about 4 M parameters): SD2-inpainting's block types at three levels instead of
 # four (the 16 x 16 latent of a 64 px image is halved twice), plain convolutions at full latent
@@ -53,23 +53,22 @@ def build_repo(
         unet_config: the 9-channel inpainting UNet config (default :data:`MINI_UNET_CONFIG`).
         seed: seed of the random UNet and text-encoder weights.
     """
-    import diffusers
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from layeringdiff.files import atomic_dir, atomic_write_bytes
+    from layeringdiff.files import atomic_dir
 
     path, vae_dir = Path(path), Path(vae_dir)
     if is_complete(path):
         return path
     if not (vae_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{vae_dir}: no VAE export (config.json missing); train it first")
+        raise MissingFileError(f"{vae_dir}: no VAE export (config.json missing); train it first")
     if path.exists():
-        raise FileExistsError(f"{path} exists but is not a complete SD2-style repo; remove it to rebuild")
+        raise OutputExistsError(f"{path} exists but is not a complete SD2-style repo; remove it to rebuild")
     config = dict(unet_config or MINI_UNET_CONFIG)
     vae_config = json.loads((vae_dir / "config.json").read_text())
     if config["out_channels"] != vae_config["latent_channels"]:
-        raise ValueError(
+        raise ConfigError(
             f"UNet out_channels {config['out_channels']} != VAE latent_channels {vae_config['latent_channels']}"
         )
     with atomic_dir(path) as tmp:
@@ -79,18 +78,5 @@ def build_repo(
             text = CLIPTextConfig(**{**_text_config(), "hidden_size": config["cross_attention_dim"]})
             CLIPTextModel(text).save_pretrained(tmp / "text_encoder")
         shutil.copytree(vae_dir, tmp / "vae")
-        clip_tokenizer.build(tmp / "tokenizer")
-        atomic_write_bytes(
-            tmp / "scheduler" / "scheduler_config.json", json.dumps(SCHEDULER_CONFIG, indent=2).encode()
-        )
-        index = {
-            "_class_name": "StableDiffusionInpaintPipeline",
-            "_diffusers_version": diffusers.__version__,
-            "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
-            "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "scheduler": ["diffusers", "PNDMScheduler"],
-        }
-        atomic_write_bytes(tmp / "model_index.json", json.dumps(index, indent=2).encode())
+        write_pipeline_files(tmp)
     return path
