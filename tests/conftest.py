@@ -92,3 +92,24 @@ def compose_config():
         return cfg
 
     return compose_
+
+
+CHROMEDRIVER, CHROMIUM = "/usr/bin/chromedriver", "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def chromedriver():
+    """Debian's chromium + chromedriver for the slow browser tests (installed with apt when missing)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if not (Path(CHROMEDRIVER).exists() and Path(CHROMIUM).exists()):
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            pytest.skip("chromium/chromium-driver missing and apt-get cannot run here (needs root)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = "apt-get update && apt-get install -y chromium chromium-driver"
+        done = subprocess.run(cmd, shell=True, env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            pytest.skip(f"could not install chromium: {done.stderr.strip().splitlines()[-1:]}")
+    return Path(CHROMEDRIVER)

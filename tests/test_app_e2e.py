@@ -5,9 +5,6 @@ Needs Debian's chromium and chromium-driver; the fixture installs them with apt-
 """
 
 import io
-import os
-import shutil
-import subprocess
 import threading
 import time
 import zipfile
@@ -21,21 +18,7 @@ from werkzeug.serving import make_server
 from layeringdiff.app.server import create_app
 
 pytestmark = pytest.mark.slow
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def chromedriver() -> Path:
-    if not (CHROMEDRIVER.exists() and CHROMIUM.exists()):
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.skip("chromium/chromium-driver missing and apt-get cannot run here (needs root)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        cmd = "apt-get update && apt-get install -y chromium chromium-driver"
-        done = subprocess.run(cmd, shell=True, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            pytest.skip(f"could not install chromium: {done.stderr.strip().splitlines()[-1:]}")
-    return CHROMEDRIVER
+CHROMIUM = Path("/usr/bin/chromium")  # the chromedriver fixture (conftest) installs it
 
 
 @pytest.fixture
