@@ -73,12 +73,19 @@ def _dataset(args: dict):
         from layeringdiff.data.folders import FolderComposites
 
         return FolderComposites(
-            _required(args, "foregrounds"), _required(args, "backgrounds"), split=split, num_samples=n, size=size, seed=seed
+            _required(args, "foregrounds"),
+            _required(args, "backgrounds"),
+            split=split,
+            num_samples=n,
+            size=size,
+            seed=seed,
         )
     if data == "shards":
         from layeringdiff.data.shards import ShardDataset
 
-        return ShardDataset(_required(args, "root"), split=split, num_samples=n, size=size, seed=seed, shuffle_buffer=0)
+        return ShardDataset(
+            _required(args, "root"), split=split, num_samples=n, size=size, seed=seed, shuffle_buffer=0
+        )
     raise SystemExit(f"preview: unknown data={data!r} (synthetic | folders | shards)")
 
 
