@@ -9,6 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
+from test_eval_table4 import compose_eval
 
 from layeringdiff.errors import find_user_error
 from layeringdiff.networks.fba import FBANet
@@ -85,25 +86,19 @@ def test_fba_member_errors_are_one_line(tmp_path):
 
 
 def compose_table4(tmp_path, overrides):
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose(
-            "evaluate.yaml",
-            overrides=[
-                f"paths.output_dir={tmp_path}",
-                f"paths.log_dir={tmp_path}",
-                f"paths.cache_dir={tmp_path / 'cache'}",
-                f"paths.weights_dir={tmp_path / 'weights'}",
-                "eval=table4",
-                "eval.dataset.num_samples=2",
-                "eval.dataset.size=32",
-                "eval.figure_samples=0",
-                "eval.lpips=false",
-                "metrics.build_tiny=true",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-    HydraConfig().set_config(cfg)
+    cfg = compose_eval(
+        tmp_path,
+        [
+            f"paths.weights_dir={tmp_path / 'weights'}",
+            "eval=table4",
+            "eval.dataset.num_samples=2",
+            "eval.dataset.size=32",
+            "eval.figure_samples=0",
+            "eval.lpips=false",
+            "metrics.build_tiny=true",
+            *overrides,
+        ],
+    )
     with open_dict(cfg):
         cfg.eval.matting = None  # the ground-truth alpha
     return cfg
