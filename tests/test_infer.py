@@ -33,6 +33,18 @@ OUTPUT_FILES = {
 }
 
 
+def tiny_batch_overrides(prompts, out) -> list[str]:
+    """A batch run of the tiny pipeline at 64 px with one sampler step."""
+    return [
+        "pipeline=tiny",
+        f"prompts={prompts}",
+        f"out={out}",
+        "height=64",
+        "width=64",
+        "num_inference_steps=1",
+    ]
+
+
 def make_cfg(tmp_path, overrides=(), tiny_cache=None):
     base = [
         f"paths.output_dir={tmp_path / 'run'}",
@@ -146,14 +158,7 @@ def test_batch_mode_is_resumable_and_skips_bad_prompts(tmp_path, tiny_cache):
         },
     ]
     prompts.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    over = [
-        "pipeline=tiny",
-        f"prompts={prompts}",
-        f"out={tmp_path}/batch",
-        "height=64",
-        "width=64",
-        "num_inference_steps=1",
-    ]
+    over = tiny_batch_overrides(prompts, f"{tmp_path}/batch")
     first = infer(make_cfg(tmp_path, over, tiny_cache))
     assert first["written"] == 2 and [f["id"] for f in first["failed"]] == ["bad"]
     assert sorted(p.name for p in (tmp_path / "batch").iterdir()) == ["00000", "batch_summary.json", "two"]

@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image, ImageFile
 from test_images import large_canvas_png
-from test_infer import ROOT, make_cfg, photo, run_cli, tiny_cache  # noqa: F401 (fixtures)
+from test_infer import ROOT, make_cfg, photo, run_cli, tiny_batch_overrides, tiny_cache  # noqa: F401 (fixtures)
 
 from layeringdiff.pipeline.errors import InputError
 from layeringdiff.tasks.infer import infer
@@ -78,14 +78,7 @@ def _bad_seed_batch(tmp_path):
         {"prompt": "A bird flying", "foreground_indices": [0, 1], "id": "text_seed", "seed": "seven"},
     ]
     prompts.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    return prompts, [
-        "pipeline=tiny",
-        f"prompts={prompts}",
-        f"out={tmp_path}/batch",
-        "height=64",
-        "width=64",
-        "num_inference_steps=1",
-    ]
+    return prompts, tiny_batch_overrides(prompts, f"{tmp_path}/batch")
 
 
 def test_a_bad_seed_fails_its_line_only_and_the_batch_exits_non_zero(tmp_path, tiny_cache):  # noqa: F811
