@@ -67,8 +67,9 @@ $PY evaluate.py eval=table2 "+eval.methods.ours=$W/eval/generate/samples" hydra.
 
 step "9/9 Table 4 (closed-form matting; LayeringDiff, Germer et al., Germer + inpainting) on 4 synthetic test composites"
 $PY evaluate.py eval=table4_offline eval.dataset.num_samples=4 eval.dataset.size=$S '+eval.dataset.kernel_range=[1,5]' eval.figure_samples=2 \
-  eval.weights.fbdd_foreground="$M/fbdd_foreground" eval.weights.fbdd_background="$M/fbdd_background" \
-  eval.weights.fan="$M/fan" eval.weights.ban="$M/ban" eval.num_inference_steps=2 eval.progress=false \
+  "eval.methods=[layeringdiff,germer,germer_inpaint,copy]" \
+  eval.layerings.layeringdiff.fbdd_foreground="$M/fbdd_foreground" eval.layerings.layeringdiff.fbdd_background="$M/fbdd_background" \
+  eval.layerings.layeringdiff.fan="$M/fan" eval.layerings.layeringdiff.ban="$M/ban" eval.layerings.layeringdiff.num_inference_steps=2 eval.progress=false \
   hydra.run.dir="$W/eval/table4" $P metrics.build_tiny=true >/dev/null
 
 for t in table1 table2 table4; do cat "$W/eval/$t/$t.md"; echo; done

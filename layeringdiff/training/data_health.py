@@ -56,7 +56,9 @@ class EpochDataCheck(pl.Callback):
             log.warning(
                 "epoch %d: %d training sample(s) skipped as unreadable (%d in all)", epoch, skipped, total
             )
-        if self.batches == 0 and not trainer.sanity_checking:
+        # Only an epoch emptied by unreadable samples is a data fault: the loop can also open an
+        # epoch with no batch left to run (e.g. the step budget or a resume position ends it).
+        if self.batches == 0 and skipped and not trainer.sanity_checking:
             dm = trainer.datamodule
             size = getattr(dm, "batch_size", None)
             raise EmptyEpochError(
