@@ -32,9 +32,9 @@ def test_smoke_chain_produces_every_table(tmp_path):
     assert (ev / "table2" / "table2_histograms.png").is_file()
     assert (ev / "table4" / "table4_figure.png").is_file()
     samples = sorted(p.name for p in (ev / "generate" / "samples").iterdir() if p.is_dir())
-    assert samples == ["p0000", "p0001"]
+    assert samples == ["n0000", "n0001"]  # the first two natural prompts of quick16
     t4 = json.loads((ev / "table4" / "table4.json").read_text())
-    assert [r["method"] for r in t4["rows"]] == ["layeringdiff", "germer", "germer_inpaint"]
+    assert [r["method"] for r in t4["rows"]] == ["layeringdiff", "germer", "germer_inpaint", "copy"]
     for row in t4["rows"]:
         assert row["count"] + row["failed"] == 4 and row["count"] > 0, row  # (the runner also exits 1)
         assert row["fg_sad"] is None or abs(row["fg_sad"] - row["fg_mad"] * 64 * 64 * 3 / 1e6) < 1e-9
