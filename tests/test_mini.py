@@ -115,6 +115,32 @@ def test_mini_repo_builds_fbdd_through_the_paper_code_path(mini_repo, tmp_path):
     assert build_repo(path, "/nonexistent") == path  # complete: kept
 
 
+@pytest.mark.parametrize("schedule", ["zero_snr", "sd2"])
+def test_mini_repo_schedule_reaches_training_sampling_and_the_export(mini_repo, tmp_path, schedule):
+    """zero_snr: x_999 is pure noise and DDIM starts sampling there; sd2 keeps SD2's schedule."""
+    from layeringdiff.networks.fbdd import FBDD
+    from layeringdiff.networks.sd2 import make_scheduler
+
+    _, vae = mini_repo
+    vae.save_pretrained(tmp_path / "vae")
+    path = build_repo(tmp_path / schedule, tmp_path / "vae", unet_config=UNET, schedule=schedule)
+    fbdd = FBDD.from_sd2_inpainting(path, "foreground", null_prompt_cache=tmp_path)
+    fbdd.save_pretrained(tmp_path / "export")
+    for model in (fbdd, FBDD.from_pretrained(tmp_path / "export")):
+        last = float(model.noise_scheduler.alphas_cumprod[-1])
+        ddim = make_scheduler("ddim", dict(model.noise_scheduler.config))
+        ddim.set_timesteps(20)
+        if schedule == "zero_snr":
+            assert last < 1e-6 and int(ddim.timesteps[0]) == 999
+        else:  # SD2: 6.8% of the signal's amplitude left at t = 999; leading spacing starts at 951
+            assert 0.004 < last < 0.005 and int(ddim.timesteps[0]) == 951
+
+
+def test_mini_repo_refuses_an_unknown_schedule(tmp_path):
+    with pytest.raises(ValueError, match="schedule 'cosine'"):
+        build_repo(tmp_path / "repo", tmp_path / "vae", schedule="cosine")
+
+
 def test_mini_repo_needs_a_vae_export(tmp_path):
     with pytest.raises(FileNotFoundError, match="no VAE export"):
         build_repo(tmp_path / "repo", tmp_path / "missing")

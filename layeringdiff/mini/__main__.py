@@ -21,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("repo", help="SD2-inpainting-style base repo around the trained VAE")
     r.add_argument("--vae", required=True)
     r.add_argument("--out", required=True)
+    r.add_argument("--schedule", default="zero_snr", help="noise schedule: zero_snr (default) or sd2 (docs/mini.md)")
     v = sub.add_parser("vae-psnr", help="reconstruction PSNR on held-out synthetic images -> JSON")
     v.add_argument("--vae", required=True)
     v.add_argument("--out", required=True)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "repo":
             from layeringdiff.mini.repo import build_repo
 
-            print(build_repo(args.out, args.vae))
+            print(build_repo(args.out, args.vae, schedule=args.schedule))
         elif args.cmd == "vae-psnr":
             result = report.vae_psnr(args.vae, args.num, args.size, args.split)
             report.write_json(result, args.out)

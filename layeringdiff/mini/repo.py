@@ -40,8 +40,25 @@ MINI_UNET_CONFIG = {
 }
 
 
+# The noise schedules a mini base repo can carry. ``sd2`` is SD2's own (scaled-linear betas,
+# 1000 steps, "leading" timesteps). ``zero_snr`` is the same betas rescaled to zero terminal SNR with
+# "trailing" timesteps (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
+# flawed"; both are diffusers scheduler options): SD2's x_999 keeps 6.8% of the layer's signal,
+# which a UNet trained from scratch learns to read, while sampling starts from pure noise, and
+# leading spacing starts sampling at t = 951 with x_t treated as if it were x_999 (docs/mini.md).
+# A real SD2 base already learned its schedule; a base trained from scratch can choose.
+SCHEDULES = {
+    "sd2": {},
+    "zero_snr": {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"},
+}
+
+
 def build_repo(
-    path: str | os.PathLike, vae_dir: str | os.PathLike, unet_config: dict | None = None, seed: int = 0
+    path: str | os.PathLike,
+    vae_dir: str | os.PathLike,
+    unet_config: dict | None = None,
+    seed: int = 0,
+    schedule: str = "zero_snr",
 ) -> Path:
     """Write the mini SD2-inpainting folder at ``path`` around the VAE saved in ``vae_dir``.
 
@@ -52,6 +69,8 @@ def build_repo(
         vae_dir: an ``AutoencoderKL.save_pretrained`` folder (``config.json`` + weights).
         unet_config: the 9-channel inpainting UNet config (default :data:`MINI_UNET_CONFIG`).
         seed: seed of the random UNet and text-encoder weights.
+        schedule: a key of :data:`SCHEDULES`, written to ``scheduler/scheduler_config.json``;
+            FBDD trains and samples with it (its export carries it on).
     """
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -59,6 +78,8 @@ def build_repo(
     from layeringdiff.files import atomic_dir
 
     path, vae_dir = Path(path), Path(vae_dir)
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
     if is_complete(path):
         return path
     if not (vae_dir / "config.json").is_file():
@@ -78,5 +99,5 @@ def build_repo(
             text = CLIPTextConfig(**{**_text_config(), "hidden_size": config["cross_attention_dim"]})
             CLIPTextModel(text).save_pretrained(tmp / "text_encoder")
         shutil.copytree(vae_dir, tmp / "vae")
-        write_pipeline_files(tmp)
+        write_pipeline_files(tmp, SCHEDULES[schedule])
     return path

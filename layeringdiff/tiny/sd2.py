@@ -77,15 +77,16 @@ def is_complete(path: str | os.PathLike) -> bool:
     return (path / "model_index.json").is_file() and all((path / c).is_dir() for c in COMPONENTS)
 
 
-def write_pipeline_files(root: Path) -> None:
+def write_pipeline_files(root: Path, scheduler_overrides: dict | None = None) -> None:
     """The tokenizer, scheduler config and ``model_index.json`` of an SD2-inpainting repo folder
-    (the weights of ``unet/``, ``vae/`` and ``text_encoder/`` are the caller's)."""
+    (the weights of ``unet/``, ``vae/`` and ``text_encoder/`` are the caller's).
+    ``scheduler_overrides`` are merged into SD2's scheduler config."""
     import diffusers
 
     from layeringdiff.files import atomic_write_bytes
 
     clip_tokenizer.build(root / "tokenizer")
-    config = json.dumps(SCHEDULER_CONFIG, indent=2).encode()
+    config = json.dumps({**SCHEDULER_CONFIG, **(scheduler_overrides or {})}, indent=2).encode()
     atomic_write_bytes(root / "scheduler" / "scheduler_config.json", config)
     index = {
         "_class_name": "StableDiffusionInpaintPipeline",
