@@ -10,11 +10,13 @@ is about what FBDD learns, and a random or briefly trained VAE would blur the co
 FBDD does with it is the real code path: ``encode``/``decode`` with the scaling factor, alpha folded
 by the factor read from the VAE config, the UNet input [x_t | composite latent | folded alpha].
 
-Deliberate breaks it catches (see docs/mini.md for the record): the folded alpha replaced with
-zeros, pure noise fed to the UNet instead of x_t in the training loss, the noisy-latent and
-composite-latent slots swapped in the loss only. A swap inside ``FBDD.forward`` (training and
+Deliberate breaks it catches (``experiments/learning_breaks.py`` applies each and runs this file and
+``tests/test_wiring.py``; the record is in experiments/RESULTS.md): the folded alpha replaced with
+zeros (``test_trained_fbdd_reads_the_alpha`` goes red), pure noise fed to the UNet instead of x_t in
+the training loss (``test_trained_fbdd_reads_x_t``), the noisy-latent and composite-latent slots
+swapped in the loss only (the first two tests). A swap inside ``FBDD.forward`` (training and
 sampling alike) is a consistent channel permutation that a model trained from scratch learns as
-well; the slot-by-slot wiring tests cover that one.
+well; the slot-by-slot wiring tests catch that one. About 60 s on one core.
 """
 
 from __future__ import annotations
@@ -29,12 +31,9 @@ from torch import nn
 
 from layeringdiff.data.synthetic import SyntheticLayers
 from layeringdiff.networks.fbdd import FBDD
+from layeringdiff.mini.repo import SCHEDULES
 from layeringdiff.tiny.sd2 import SCHEDULER_CONFIG
 from layeringdiff.training.fbdd_module import FBDDModule
-
-# Slow until a green run with its timing is recorded (docs/mini.md): then drop this mark so that it
-# runs in the default suite as issue 10 asks.
-pytestmark = pytest.mark.slow
 
 LAYER = "foreground"
 SIZE, FACTOR = 32, 4
@@ -47,7 +46,7 @@ SAMPLER_STEPS = 1  # one DDIM step from pure noise: the model's estimate of the 
 # With SD2's own schedule, x_t at t = 999 still carries the layer's low frequencies (here 16 pixels
 # share a latent position, so the leak is strong): a model trained a few hundred steps reads them
 # from x_t instead of from the composite, and sampling from pure noise then goes wrong.
-SCHEDULE = {**SCHEDULER_CONFIG, "rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
+SCHEDULE = {**SCHEDULER_CONFIG, **SCHEDULES["zero_snr"]}  # the mini base repo's default
 
 
 class _Config(dict):
@@ -171,7 +170,7 @@ def test_fbdd_learns_to_decompose(trained):
     copy = float(((val["composite"] - val[LAYER]) ** 2).mean())
     error = decomposition_error(fbdd, val)
     print(f"{LAYER} MSE: trained {error:.4f}, untrained {untrained:.4f}, copy {copy:.4f}")
-    assert error < 0.6 * copy, (error, copy)
+    assert error < 0.5 * copy, (error, copy)
     assert error < 0.5 * untrained, (error, untrained)
 
 
@@ -185,8 +184,8 @@ def test_trained_fbdd_reads_the_alpha(trained):
 
 
 def test_trained_fbdd_reads_x_t(trained):
-    """Half-way through the schedule x_t holds half the layer: the trained estimate must use it."""
+    """At t = 500, x_t is 0.49 x layer + 0.87 x noise: the trained estimate must use that signal."""
     fbdd, val, _ = trained
     mid, start = denoising_error(fbdd, val, 500), denoising_error(fbdd, val, 999)
     print(f"{LAYER} MSE of the x0 estimate: from x_500 {mid:.4f}, from x_999 (pure noise) {start:.4f}")
-    assert mid < 0.7 * start, (mid, start)
+    assert mid < 0.8 * start, (mid, start)
