@@ -6,7 +6,8 @@ turns the best box into a mask, the mask becomes a trimap by erosion/dilation (1
 definite-FG pixels inside its boxes into unknown (thresholds 0.5/0.25), and ViTMatte turns the
 trimap into an alpha. A user may enter the chain later with a box, a mask, a trimap or an
 alpha. Without deep-model weights a box is segmented with GrabCut and the trimap is matted
-with closed-form matting (pymatting), so real-image decomposition works on any machine.
+with closed-form matting (our exact sparse solver, :mod:`layeringdiff.pipeline.closed_form`; pymatting's
+as an option), so real-image decomposition works on any machine.
 """
 
 from __future__ import annotations
@@ -46,12 +47,31 @@ log = logging.getLogger(__name__)
 TRANSPARENCY_QUERY = "glass.lens.crystal.diamond.bubble.bulb.web.grid"
 
 
-def closed_form_matting(image: torch.Tensor, trimap: torch.Tensor) -> torch.Tensor:
-    """Levin et al. closed-form matting (pymatting) of ``image`` (3, H, W) with ``trimap`` (1, H, W)."""
-    from pymatting import estimate_alpha_cf
+CLOSED_FORM_SOLVERS = ("direct", "pymatting")
 
-    img = image.permute(1, 2, 0).double().cpu().numpy()
-    tri = trimap[0].double().cpu().numpy()
+
+def _float64(x: torch.Tensor) -> np.ndarray:
+    """A float64 numpy copy (converted in numpy: torch's thread pool costs more CPU time here)."""
+    x = x.detach().cpu()
+    return (x if x.dtype in (torch.float32, torch.float64) else x.double()).numpy().astype(np.float64)
+
+
+def closed_form_matting(image: torch.Tensor, trimap: torch.Tensor, solver: str = "direct") -> torch.Tensor:
+    """Levin et al. closed-form matting of ``image`` (3, H, W) with ``trimap`` (1, H, W).
+
+    Args:
+        solver: ``direct`` -- the Laplacian of the windows that reach an unknown pixel and an exact
+            sparse Cholesky solve (:mod:`layeringdiff.pipeline.closed_form`; no numba, no pymatting);
+            ``pymatting`` -- pymatting's ``estimate_alpha_cf`` (conjugate gradients, incomplete
+            Cholesky), the reference it matches, a few times slower. Both use pymatting's defaults
+            (3x3 windows, epsilon 1e-7, definite pixels: trimap >= 0.9 or <= 0.1).
+    """
+    if solver not in CLOSED_FORM_SOLVERS:
+        raise ValueError(
+            f"closed-form matting: solver must be one of {', '.join(CLOSED_FORM_SOLVERS)}, got {solver!r}"
+        )
+    img = _float64(image).transpose(1, 2, 0)
+    tri = _float64(trimap[0])
     if not (tri == TRIMAP_UNKNOWN).any():
         return (trimap >= TRIMAP_FG).float().cpu()
     if not (tri == TRIMAP_FG).any() or not (tri == TRIMAP_BG).any():
@@ -60,6 +80,15 @@ def closed_form_matting(image: torch.Tensor, trimap: torch.Tensor) -> torch.Tens
             f"the trimap has no definite {missing} pixels, so closed-form matting cannot run; "
             "give a larger/smaller mask or box, or a trimap"
         )
+    if solver == "direct":
+        from layeringdiff.pipeline.closed_form import NotPositiveDefinite, closed_form_alpha
+
+        try:
+            return torch.from_numpy(closed_form_alpha(img, tri).astype(np.float32))[None]
+        except NotPositiveDefinite as e:  # not for a trimap with both definite regions: kept as a net
+            log.warning("closed-form matting: %s; using pymatting's solver", e)
+    from pymatting import estimate_alpha_cf
+
     # pymatting prints a multi-line "PERFORMANCE WARNING" banner to stdout when its preconditioner
     # retries with a larger shift; keep the result, log one line instead.
     printed = io.StringIO()
