@@ -8,7 +8,12 @@ import torch
 from layeringdiff.compositing import composite_layers
 from layeringdiff.pipeline.errors import InputError
 from layeringdiff.pipeline.foreground import ForegroundDetermination, ForegroundSpec
-from layeringdiff.pipeline.layering import ClassicalLayering, LayeringDiffLayering, project_to_composite
+from layeringdiff.pipeline.layering import (
+    ClassicalLayering,
+    LayeringDiffLayering,
+    project_to_composite,
+    project_to_composite_dense,
+)
 from layeringdiff.pipeline.pipeline import LayeringDiffPipeline
 
 
@@ -81,6 +86,47 @@ def test_projection_makes_layers_recomposite_exactly():
     # already consistent layers are left unchanged
     qf, qb = project_to_composite(f, b, a, a * f + (1 - a) * b)
     assert torch.allclose(qf, f, atol=1e-6) and torch.allclose(qb, b, atol=1e-6)
+
+
+def test_projection_equals_its_every_pixel_reference():
+    """Only pixels with 0 < alpha < 1 go through the general formula; alpha 0 / 1 use its closed form."""
+    g = torch.Generator().manual_seed(2)
+    f, b, c = (torch.rand(3, 40, 40, generator=g) for _ in range(3))
+    a = torch.rand(1, 40, 40, generator=g)
+    a[:, :10], a[:, 10:20] = 0.0, 1.0  # a real matte is mostly exact 0 and 1
+    a[:, 20:22] = 1e-13  # below the formula's 1e-12 guards
+    new, ref = project_to_composite(f, b, a, c), project_to_composite_dense(f, b, a, c)
+    assert all(torch.equal(x, y) for x, y in zip(new, ref))  # bit for bit, layers in [0, 1]
+    out_of_range = project_to_composite(f * 1.6 - 0.3, b * 1.6 - 0.3, a, c)
+    ref = project_to_composite_dense(f * 1.6 - 0.3, b * 1.6 - 0.3, a, c)
+    assert all((x - y).abs().max() <= 1e-6 for x, y in zip(out_of_range, ref))  # else to float rounding
+
+
+def test_classical_layering_reports_its_stages_to_a_clock():
+    import contextlib
+
+    seen = []
+
+    @contextlib.contextmanager
+    def clock(stage):
+        seen.append(stage)
+        yield
+
+    image, alpha = scene(32)
+    timed = ClassicalLayering()(image, alpha, clock=clock)
+    assert seen == ["germer", "inpaint", "projection"]
+    assert all(torch.equal(x, y) for x, y in zip(timed, ClassicalLayering()(image, alpha)))
+
+
+def test_germer_does_not_depend_on_numba_threads():
+    from layeringdiff.pipeline.baselines import germer_foreground_background
+
+    image, alpha = scene(48)
+    one, default = (
+        germer_foreground_background(image, alpha),
+        germer_foreground_background(image, alpha, numba_threads=None),
+    )
+    assert torch.equal(one[0], default[0]) and torch.equal(one[1], default[1])
 
 
 def test_sd2_inpainting_fills_only_the_hole(tmp_path_factory):

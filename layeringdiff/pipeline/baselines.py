@@ -19,22 +19,32 @@ from layeringdiff.weights import resolve_pretrained
 
 
 def germer_foreground_background(
-    image: torch.Tensor, alpha: torch.Tensor
+    image: torch.Tensor, alpha: torch.Tensor, numba_threads: int | None = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-level foreground and background estimation (Germer et al.) via pymatting.
 
     Args:
         image: composite (3, H, W) in [0, 1].
         alpha: (1, H, W) in [0, 1].
+        numba_threads: numba threads for the call (``None``: numba's setting, one per core).
 
     Returns:
         (foreground, background), each (3, H, W) float32 in [0, 1].
     """
+    import numba
     from pymatting import estimate_foreground_ml
 
     img = image.permute(1, 2, 0).double().cpu().numpy()
     a = alpha[0].double().cpu().numpy()
-    fg, bg = estimate_foreground_ml(img, a, return_background=True)
+    # pymatting's only parallel parts are its nearest-neighbour resizes between levels: a second
+    # numba thread there costs more CPU time (2-3x the whole call, spin-waiting) than it saves.
+    # The estimate itself is sequential, so the result does not depend on the thread count.
+    threads = numba.get_num_threads()
+    numba.set_num_threads(numba_threads or threads)
+    try:
+        fg, bg = estimate_foreground_ml(img, a, return_background=True)
+    finally:
+        numba.set_num_threads(threads)
 
     def to_tensor(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.clip(x, 0, 1)).float().permute(2, 0, 1).contiguous()

@@ -24,8 +24,10 @@ and has a ``name`` (the member name, recorded in ``meta.json`` and used as the T
 
 from __future__ import annotations
 
+import contextlib
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -88,18 +90,10 @@ class CompositeCopy(_Stateless):
         return composite.clone(), composite.clone()
 
 
-def project_to_composite(
-    foreground: torch.Tensor, background: torch.Tensor, alpha: torch.Tensor, composite: torch.Tensor
+def _project(
+    foreground: torch.Tensor, background: torch.Tensor, a: torch.Tensor, composite: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Closest (F, B) in [0, 1] to the given layers with a*F + (1-a)*B equal to the composite (Eq. 1).
-
-    Per pixel and channel this is a 2-D least-squares problem on a line: the unconstrained
-    solution is F* = F + a r / n, B* = B + (1 - a) r / n with r = C - (a F + (1 - a) B) and
-    n = a^2 + (1 - a)^2; moving along the line, F = F* + t (1 - a), B = B* - t a, the [0, 1]
-    bounds give an interval of t that contains a feasible point (F = B = C is one), and the
-    closest point takes t = 0 clipped to that interval. Where a == 1, F = C; where a == 0, B = C.
-    """
-    a = alpha.expand_as(composite)
+    """:func:`project_to_composite` element by element (``a`` the alpha of each element)."""
     residual = composite - (a * foreground + (1.0 - a) * background)
     norm = a**2 + (1.0 - a) ** 2
     fg = foreground + a * residual / norm
@@ -114,6 +108,71 @@ def project_to_composite(
     fg = (fg + t * one_minus).clamp(0, 1)
     bg = (bg - t * a).clamp(0, 1)
     return fg, bg
+
+
+def _project_numpy(
+    f: np.ndarray, b: np.ndarray, a: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_project` in numpy (float32 throughout, the same operations in the same order)."""
+    one = np.float32(1.0)
+    residual = c - (a * f + (one - a) * b)
+    norm = a**2 + (one - a) ** 2
+    fg = f + a * residual / norm
+    bg = b + (one - a) * residual / norm
+    one_minus = one - a
+    has_f, has_b = one_minus > 1e-12, a > 1e-12
+    safe_f, safe_b = np.where(has_f, one_minus, one), np.where(has_b, a, one)
+    lo = np.maximum(np.where(has_f, -fg / safe_f, -np.inf), np.where(has_b, (bg - one) / safe_b, -np.inf))
+    hi = np.minimum(np.where(has_f, (one - fg) / safe_f, np.inf), np.where(has_b, bg / safe_b, np.inf))
+    t = np.clip(np.float32(0.0), lo, np.maximum(lo, hi))
+    return np.clip(fg + t * one_minus, 0, 1), np.clip(bg - t * a, 0, 1)
+
+
+def project_to_composite_dense(
+    foreground: torch.Tensor, background: torch.Tensor, alpha: torch.Tensor, composite: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`project_to_composite` evaluated at every pixel: its reference (tests, benchmark)."""
+    return _project(foreground, background, alpha.expand_as(composite), composite)
+
+
+def project_to_composite(
+    foreground: torch.Tensor, background: torch.Tensor, alpha: torch.Tensor, composite: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closest (F, B) in [0, 1] to the given layers with a*F + (1-a)*B equal to the composite (Eq. 1).
+
+    Per pixel and channel this is a 2-D least-squares problem on a line: the unconstrained
+    solution is F* = F + a r / n, B* = B + (1 - a) r / n with r = C - (a F + (1 - a) B) and
+    n = a^2 + (1 - a)^2; moving along the line, F = F* + t (1 - a), B = B* - t a, the [0, 1]
+    bounds give an interval of t that contains a feasible point (F = B = C is one), and the
+    closest point takes t = 0 clipped to that interval. Where a == 1, F = C; where a == 0, B = C.
+
+    Where a is exactly 0 or 1 (most pixels) the answer is that closed form, F + (C - F) or
+    B + (C - B) and the other layer clipped, the same arithmetic as the general formula there for
+    layers in [0, 1]; the general formula runs only on the other pixels.
+    """
+    if alpha.dim() != 3 or alpha.shape[0] != 1 or composite.dim() != 3:
+        return project_to_composite_dense(foreground, background, alpha, composite)
+    # numpy: these few element-wise passes would cost more CPU time in torch's thread pool
+    f, b, c = (
+        x.detach().float().cpu().numpy().reshape(len(composite), -1)
+        for x in (foreground, background, composite)
+    )
+    a = alpha.detach().float().cpu().numpy().reshape(-1)
+    opaque, clear = a == 1, a == 0
+    fg = np.where(opaque, f + (c - f), f)
+    bg = np.where(clear, b + (c - b), b)
+    np.clip(fg, 0, 1, out=fg)
+    np.clip(bg, 0, 1, out=bg)
+    mixed = np.flatnonzero(~(opaque | clear))
+    if len(mixed):
+        fg[:, mixed], bg[:, mixed] = _project_numpy(f[:, mixed], b[:, mixed], a[mixed], c[:, mixed])
+    shape = composite.shape
+    return torch.from_numpy(fg).reshape(shape), torch.from_numpy(bg).reshape(shape)
+
+
+@contextlib.contextmanager
+def _no_clock(stage: str):
+    yield
 
 
 class ClassicalLayering:
@@ -159,11 +218,17 @@ class ClassicalLayering:
     def set_progress_bar(self, enabled: bool) -> None:
         pass
 
-    def __call__(self, composite, alpha, generator=None, *, trimap=None):  # types: see Layering
-        fg, bg = germer_foreground_background(composite, alpha)
-        bg = self.inpainter(bg, alpha.cpu() > self.hole_threshold, generator)
+    def __call__(self, composite, alpha, generator=None, *, trimap=None, clock=None):  # types: see Layering
+        """``clock(stage)``, when given, is a context manager around each stage (``germer``,
+        ``inpaint``, ``projection``): ``experiments/bench_infer.py`` times the stages with it."""
+        clock = clock or _no_clock
+        with clock("germer"):
+            fg, bg = germer_foreground_background(composite, alpha)
+        with clock("inpaint"):
+            bg = self.inpainter(bg, alpha.cpu() > self.hole_threshold, generator)
         if self.project:
-            fg, bg = project_to_composite(fg, bg, alpha.cpu().float(), composite.cpu().float())
+            with clock("projection"):
+                fg, bg = project_to_composite(fg, bg, alpha.cpu().float(), composite.cpu().float())
         return fg, bg
 
 
