@@ -1,20 +1,29 @@
-"""Per-stage seconds of inference (issue 5 benchmark).
+"""Per-stage seconds of inference (issue 5 benchmark; issue 14: the classical path in <= 3 CPU s).
 
     .venv/bin/python experiments/bench_infer.py                 # classical backend at 768x768 on CPU
+    .venv/bin/python experiments/bench_infer.py --grabcut       # ... and the box entry (GrabCut) once
     .venv/bin/python experiments/bench_infer.py --full --sdxl stabilityai/stable-diffusion-xl-base-1.0 \
         --grounding-dino IDEA-Research/grounding-dino-tiny --sam facebook/sam-vit-huge \
         --vitmatte hustvl/vitmatte-base-composition-1k --fbdd-foreground W/fbdd_foreground \
         --fbdd-background W/fbdd_background --fan W/hfa_fan --ban W/hfa_ban [--offload]   # on a GPU
 
 The classical run decomposes the bundled photograph resized to the given size with its rough
-mask (and, as the alternative entry, a box through GrabCut), timing each stage (median of
---repeats). The full run times text -> layers (SDXL 30 steps, foreground determination, 2 x
-`fbdd.num_inference_steps` FBDD steps (configs/fbdd/default.yaml), HFA) in bf16 and reports peak GPU memory; it needs real weights and a GPU.
+mask through the components `python infer.py` builds (configs/infer.yaml: the default pipeline's
+foreground determination and the classical layering with its configured inpainter), timing each
+stage: trimap, closed-form matting, and the layering's own stages (ClassicalLayering's ``clock``).
+In the same run, passes alternating, it times the path as it was before issue 14 ("old": pymatting's
+``estimate_alpha_cf``, Germer et al. on numba's default thread count, the projection evaluated at
+every pixel) and reports the differences between the two paths' alpha and layers. Medians of --repeats after one warm-up pass
+of each (numba compilation, first allocations). The full run times text -> layers (SDXL 30 steps,
+foreground determination, 2 x `fbdd.num_inference_steps` FBDD steps (configs/fbdd/default.yaml),
+HFA) in bf16 and reports peak GPU memory; it needs real weights and a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import io
 import json
 import statistics
@@ -49,43 +58,135 @@ def write_files(image, fg, bg, alpha) -> None:
     ora_bytes(bg, [fg], [alpha])
 
 
-def bench_classical(size: int, repeats: int) -> dict[str, float]:
+def classical_components():
+    """The foreground determination and layering `python infer.py` builds (configs/infer.yaml defaults)."""
+    from hydra import compose, initialize_config_dir
+
+    from layeringdiff.tasks.infer_build import build_pipeline
+
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("infer", overrides=["progress=false"])
+    pipe = build_pipeline(cfg, text_mode=False, device=torch.device("cpu"), dtype=torch.float32)
+    return pipe.foreground, pipe.layering, cfg.layering
+
+
+class StageClock:
+    """``clock(name)`` context manager adding (wall, CPU) seconds of each stage to ``self.times``."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix, self.times = prefix, {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.times[self.prefix + name] = (time.perf_counter() - start, time.process_time() - cpu)
+
+
+STAGES = {  # clock name -> (table row, what the old path runs, what the new one runs)
+    "trimap": ("trimap from the mask (10x10 kernel, 5 + 5 iterations)", "", ""),
+    "matting": ("closed-form matting", "pymatting `estimate_alpha_cf`", "ours: exact sparse Cholesky"),
+    "germer": (
+        "Germer et al. F and B (pymatting `estimate_foreground_ml`)",
+        "numba threads: default",
+        "1 numba thread",
+    ),
+    "inpaint": ("inpainting the hidden background (alpha > {hole}; {inpainter})", "", ""),
+    "projection": ("projection to Eq. 1 (exact re-compositing)", "every pixel", "0 < alpha < 1 only"),
+}
+
+
+def decompose(image, mask, foreground, layering, old: bool):
+    """One decomposition through the real components; ``old``: pymatting CF and the dense projection."""
+    from layeringdiff.pipeline import layering as layering_module
+    from layeringdiff.pipeline.foreground import closed_form_matting
+
+    clock = StageClock()
+    with clock("trimap"):
+        trimap, _ = foreground.trimap_from_mask(image, mask)
+    with clock("matting"):
+        if old:
+            alpha = closed_form_matting(image, trimap, solver="pymatting")
+        else:
+            alpha, _ = foreground.matte(image, trimap)
+    saved = layering_module.project_to_composite, layering_module.germer_foreground_background
+    if old:  # the projection at every pixel; pymatting's Germer et al. on numba's default threads
+        layering_module.project_to_composite = layering_module.project_to_composite_dense
+        layering_module.germer_foreground_background = functools.partial(saved[1], numba_threads=None)
+    try:
+        fg, bg = layering(image, alpha, torch.Generator().manual_seed(0), trimap=trimap, clock=clock)
+    finally:
+        layering_module.project_to_composite, layering_module.germer_foreground_background = saved
+    return (alpha, fg, bg), clock.times
+
+
+def bench_classical(size: int, repeats: int, grabcut: bool = False) -> tuple[dict, list[str]]:
     from layeringdiff.images import pil_to_tensor
-    from layeringdiff.pipeline.baselines import germer_foreground_background, inpaint_opencv
     from layeringdiff.pipeline.boxes import grabcut_mask
-    from layeringdiff.pipeline.foreground import ForegroundDetermination, closed_form_matting
-    from layeringdiff.pipeline.layering import project_to_composite
 
     info = json.loads((ROOT / "data/samples/astronaut.json").read_text())
     photo = Image.open(ROOT / "data/samples" / info["image"]).convert("RGB")
-    scale = size / photo.width
     image = pil_to_tensor(photo.resize((size, size), Image.BICUBIC))
     mask = (
         pil_to_tensor(Image.open(ROOT / "data/samples" / info["mask"]).resize((size, size), Image.NEAREST))
         > 0.5
     ).float()
-    box = [v * scale for v in info["box"]]
-    fd = ForegroundDetermination()
-    closed_form_matting(image[:, :64, :64], fd.trimap_from_mask(image, mask)[0][:, :64, :64])  # numba warm-up
+    foreground, layering, layering_cfg = classical_components()
+    if foreground.matting is not None or type(layering).__name__ != "ClassicalLayering":
+        raise SystemExit(
+            "the default infer config no longer builds the classical backend; update this benchmark"
+        )
+    inpainter = dict(layering_cfg.inpainter)
     runs: dict[str, list[tuple[float, float]]] = {}
-    for _ in range(repeats):
-        t = {}
-        _, t["grabcut (box entry, alternative)"] = timed(grabcut_mask, image, box)
-        (trimap, _), t["trimap (10x10, 5+5 iterations)"] = timed(fd.trimap_from_mask, image, mask)
-        alpha, t["closed-form matting"] = timed(closed_form_matting, image, trimap)
-        (fg, bg), t["Germer et al. F and B"] = timed(germer_foreground_background, image, alpha)
-        bg, t["OpenCV inpainting (alpha > 0.95)"] = timed(inpaint_opencv, bg, alpha > 0.95, 5)
-        (fg, bg), t["projection to Eq. 1"] = timed(project_to_composite, fg, bg, alpha, image)
-
-        _, t["write PNGs + PSD + ORA"] = timed(write_files, image, fg, bg, alpha)
-        for k, v in t.items():
-            runs.setdefault(k, []).append(v)
+    outputs = {}
+    for i in range(repeats + 1):  # pass 0 warms both paths up (numba, allocations); not counted
+        for old in (True, False) if i % 2 else (False, True):
+            out, times = decompose(image, mask, foreground, layering, old)
+            outputs[old] = out
+            if i:
+                for k, v in times.items():
+                    runs.setdefault((old, k), []).append(v)
+        if i:
+            _, t = timed(write_files, image, outputs[False][1], outputs[False][2], outputs[False][0])
+            runs.setdefault((False, "write"), []).append(t)
     med = {
         k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items()
     }
-    kept = [v for k, v in med.items() if not k.startswith("grabcut")]
-    med["total (mask entry)"] = (sum(w for w, _ in kept), sum(c for _, c in kept))
-    return med
+    rows = {}
+    for key, (label, old_how, new_how) in STAGES.items():
+        kind = f"{inpainter.get('kind')} {inpainter.get('variant', '')}, max_side {inpainter.get('max_side')}"
+        label = label.format(hole=layering.hole_threshold, inpainter=kind)
+        if old_how:
+            label += f" -- old: {old_how}; new: {new_how}"
+        rows[key] = (label, med.get((True, key), (0.0, 0.0)), med.get((False, key), (0.0, 0.0)))
+    total_old = tuple(sum(r[1][j] for r in rows.values()) for j in (0, 1))
+    total_new = tuple(sum(r[2][j] for r in rows.values()) for j in (0, 1))
+    rows["total"] = ("**total, mask entry (no file writing)**", total_old, total_new)
+    rows["write"] = (
+        "encode PNGs + PSD + ORA (not in the total; same code both paths)",
+        (float("nan"),) * 2,
+        med[(False, "write")],
+    )
+    if grabcut:
+        box = [v * size / photo.width for v in info["box"]]
+        _, t = timed(grabcut_mask, image, box)
+        rows["grabcut"] = (
+            "GrabCut (box entry instead of a mask; not in the total; once)",
+            (float("nan"),) * 2,
+            t,
+        )
+    (a0, f0, b0), (a1, f1, b1) = outputs[True], outputs[False]
+    visible = (a1 > 0).expand_as(f1)  # F where alpha = 0 is invisible (Germer et al. extrapolate it)
+    seen = (a1 <= layering.hole_threshold).expand_as(b1)  # B outside the inpainted hole
+    notes = [
+        f"old vs new outputs at {size}x{size}: max |alpha| diff {float((a0 - a1).abs().max()):.2e}; "
+        f"max |F| diff {float((f0 - f1).abs().max()):.2e} ({float((f0 - f1).abs()[visible].max()):.2e} "
+        f"where alpha > 0); max |B| diff {float((b0 - b1).abs().max()):.2e} "
+        f"({float((b0 - b1).abs()[seen].max()):.2e} outside the inpainted hole); "
+        f"hole pixels that differ: {int(((a0 > layering.hole_threshold) != (a1 > layering.hole_threshold)).sum())}",
+        f"new path total: {total_new[1]:.3f} CPU s ({'<=' if total_new[1] <= 3.0 else '>'} 3.0, issue 14 item 1)",
+    ]
+    return rows, notes
 
 
 def fbdd_steps() -> int:
@@ -148,6 +249,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave the default)")
     p.add_argument("--full", action="store_true")
+    p.add_argument("--grabcut", action="store_true", help="also time the box entry (GrabCut) once")
     p.add_argument("--offload", action="store_true")
     for name in (
         "sdxl",
@@ -165,15 +267,23 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.full:
         results, title = bench_full(args), f"full text-to-layers pipeline, {args.size}x{args.size}, bf16"
-    else:
-        results, title = (
-            bench_classical(args.size, args.repeats),
-            f"classical backend, {args.size}x{args.size}, CPU",
-        )
-    print(machine_line())
-    print(f"| stage ({title}; median of {args.repeats}) | wall s | CPU s |\n|---|---:|---:|")
-    for k, (wall, cpu) in results.items():
-        print(f"| {k} | {wall:.3f} | {cpu:.3f} |")
+        print(machine_line())
+        print(f"| stage ({title}; median of {args.repeats}) | wall s | CPU s |\n|---|---:|---:|")
+        for k, (wall, cpu) in results.items():
+            print(f"| {k} | {wall:.3f} | {cpu:.3f} |")
+        return
+    at_start = machine_line()
+    rows, notes = bench_classical(args.size, args.repeats, args.grabcut)
+    print(at_start)
+    print(
+        f"| stage (classical backend, {args.size}x{args.size}, CPU; median of {args.repeats}) "
+        "| old wall s | old CPU s | new wall s | new CPU s |\n|---|---:|---:|---:|---:|"
+    )
+    for label, (w0, c0), (w1, c1) in rows.values():
+        print(f"| {label} | {w0:.3f} | {c0:.3f} | {w1:.3f} | {c1:.3f} |".replace("nan", "-"))
+    for note in notes:
+        print(note)
+    print(machine_line(), "(at the end)")
 
 
 if __name__ == "__main__":
