@@ -16,7 +16,7 @@ The Laplacian's entries are pymatting's arithmetic in pymatting's order, so they
 ``cf_laplacian`` to rounding, and the alpha equals the exact solution of pymatting's own system to
 ~1e-8; pymatting's ``estimate_alpha_cf`` stops its conjugate gradients at a relative residual of
 1e-7, up to ~2e-4 from that solution on the 768 px benchmark (``tests/test_closed_form.py``,
-experiments/RESULTS.md). This takes about a third of pymatting's CPU time and needs neither numba
+experiments/RESULTS.md). This takes a third to a half of pymatting's CPU time and needs neither numba
 nor pymatting.
 """
 
