@@ -99,14 +99,16 @@ for name in fan ban; do
 done
 [ ${#todo[@]} = 0 ] || pair "${todo[@]}"
 
-step "6/7 Table 4 on $N held-out synthetic test composites (closed-form matting; layeringdiff, germer, germer_inpaint, copy)"
+step "6/7 Table 4 on $N held-out synthetic test composites (closed-form matting; layeringdiff, layeringdiff_projected, germer, germer_inpaint, copy)"
 LD=eval.layerings.layeringdiff
 if [ -f "$W/table4/table4.json" ]; then skip table4; else
   run table4 $PY evaluate.py eval=table4_offline eval.dataset.num_samples="$N" eval.dataset.size=64 \
     '+eval.dataset.kernel_range=[1,5]' eval.figure_samples=4 eval.progress=false \
-    "eval.methods=[layeringdiff,germer,germer_inpaint,copy]" \
+    "eval.methods=[layeringdiff,layeringdiff_projected,germer,germer_inpaint,copy]" \
     $LD.fbdd_foreground="$M/fbdd_foreground" $LD.fbdd_background="$M/fbdd_background" \
     $LD.fan="$M/fan" $LD.ban="$M/ban" $LD.num_inference_steps="$S" \
+    ${LD}_projected.fbdd_foreground="$M/fbdd_foreground" ${LD}_projected.fbdd_background="$M/fbdd_background" \
+    ${LD}_projected.fan="$M/fan" ${LD}_projected.ban="$M/ban" ${LD}_projected.num_inference_steps="$S" \
     metrics.lpips.allow_random_backbone=true hydra.run.dir="$W/table4" $P
 fi
 

@@ -202,3 +202,18 @@ def test_stage_times_reads_mini_sh_records(tmp_path):
         {"stage": "vae", "wall": 12.5, "user": 20.0, "sys": 1.5, "load": "1.0,2.0,3.0"}
     ]
     assert json.loads(report.write_json({"a": 1}, tmp_path / "x.json").read_text()) == {"a": 1}
+
+
+def test_region_masks_partition_the_pixels_and_shares_add_up_to_the_mad():
+    from layeringdiff.mini.regions import region_masks, region_shares
+
+    true = torch.tensor([[[0.0, 0.2, 0.6, 1.0]]])
+    est = torch.tensor([[[0.0, 0.3, 0.5, 0.001]]])  # the last pixel: hole by the true alpha
+    masks = region_masks(est, true)
+    assert masks["copied"].tolist() == [[[1, 0, 0, 0]]]
+    assert masks["thin"].tolist() == [[[0, 1, 0, 0]]]
+    assert masks["hole"].tolist() == [[[0, 0, 1, 1]]]
+    pred, target = torch.tensor([[[0.1, 0.2, 0.4, 1.0]]]), torch.zeros(1, 1, 4)
+    shares = region_shares(pred, target, masks)
+    assert shares == pytest.approx({"copied": 0.1 / 4, "thin": 0.2 / 4, "hole": 1.4 / 4})
+    assert sum(shares.values()) == pytest.approx(float((pred - target).abs().mean()))

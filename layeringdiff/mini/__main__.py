@@ -4,6 +4,7 @@ python -m layeringdiff.mini repo --vae OUT/models/vae --out OUT/models/sd2_mini
 python -m layeringdiff.mini vae-psnr --vae OUT/models/vae --out OUT/vae_psnr.json
 python -m layeringdiff.mini plot --out OUT/loss_curves.png vae=OUT/runs/vae/csv/version_0/metrics.csv ...
 python -m layeringdiff.mini figure --table4 OUT/table4 --out OUT/samples.png
+python -m layeringdiff.mini regions --models OUT/models --out OUT/regions_val.json
 python -m layeringdiff.mini summary --out OUT
 """
 
@@ -36,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--table4", required=True, help="the Table 4 run folder")
     f.add_argument("--out", required=True)
     f.add_argument("--num", type=int, default=4)
+    g = sub.add_parser("regions", help="background error by region (copied / thin / hole) on the val split -> JSON")
+    g.add_argument("--models", required=True, help="OUT/models of a mini run")
+    g.add_argument("--out", required=True)
+    g.add_argument("--num", type=int, default=32)
+    g.add_argument("--split", default="val")
     s = sub.add_parser("summary", help="stage times, VAE PSNR and Table 4 of a mini run -> summary.json")
     s.add_argument("--out", required=True, help="the mini run folder")
     return p
@@ -59,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
             if bad:
                 raise ValueError(f"plot: runs must be name=metrics.csv, got {bad}")
             print(report.loss_plot(dict(r.split("=", 1) for r in args.runs), args.out, args.column))
+        elif args.cmd == "regions":
+            from layeringdiff.mini.regions import analyse
+
+            result = analyse(args.models, args.num, args.split)
+            report.write_json(result, args.out)
+            for name, row in result["methods"].items():
+                shares = " + ".join(f"{k} {row[k]:.1f}" for k in ("copied", "thin", "hole"))
+                print(f"{name:24s} BG MAD x1e3 {row['bg_mad']:.1f} = {shares}; FG MAD x1e3 {row['fg_mad']:.2f}")
         elif args.cmd == "figure":
             print(report.sample_figure(Path(args.table4) / "table4_figure", args.out, args.num))
         else:
