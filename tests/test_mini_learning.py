@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from layeringdiff.data.synthetic import SyntheticLayers
-from layeringdiff.networks.fbdd import FBDD
 from layeringdiff.mini.repo import SCHEDULES
+from layeringdiff.networks.fbdd import FBDD
 from layeringdiff.tiny.sd2 import SCHEDULER_CONFIG
 from layeringdiff.training.fbdd_module import FBDDModule
 
