@@ -217,3 +217,19 @@ def test_region_masks_partition_the_pixels_and_shares_add_up_to_the_mad():
     shares = region_shares(pred, target, masks)
     assert shares == pytest.approx({"copied": 0.1 / 4, "thin": 0.2 / 4, "hole": 1.4 / 4})
     assert sum(shares.values()) == pytest.approx(float((pred - target).abs().mean()))
+
+
+def test_region_analysis_projects_the_raw_layeringdiff_row(monkeypatch):
+    """The projected row comes from the raw row's layers: with Germer et al. (which nearly satisfy
+    Eq. 1 already) standing in for the raw row it stays close to it, and far from the copy rows."""
+    from layeringdiff.mini import regions
+    from layeringdiff.pipeline.layering import CompositeCopy, GermerLayering
+
+    stand_ins = {"layeringdiff": GermerLayering(), "fbdd_only": CompositeCopy(), "germer_inpaint": CompositeCopy()}
+    monkeypatch.setattr(regions, "methods", lambda models: stand_ins)
+    rows = regions.analyse("unused", num=2)["methods"]
+    raw, projected, copy = rows["layeringdiff"], rows["layeringdiff_projected"], rows["fbdd_only"]
+    assert projected["bg_mad"] == pytest.approx(raw["bg_mad"], rel=0.1)
+    assert projected["bg_mad"] < 0.8 * copy["bg_mad"]
+    for row in rows.values():
+        assert row["bg_mad"] == pytest.approx(sum(row[k] for k in regions.REGIONS))

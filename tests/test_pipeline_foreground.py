@@ -280,3 +280,13 @@ def test_thin_mask_uses_fewer_erosions_and_says_so(caplog):
     assert (trimap == 1.0).any() and (trimap == 0.0).any()
     assert trimap[0, 80, 79] == 1.0 and trimap[0, 80, 74 - 20] == 0.5  # dilations kept at 5
     assert "erosions" in caplog.text and "5 dilations" in caplog.text
+
+
+def test_hf_model_subclass_must_name_its_classes():
+    from layeringdiff.pipeline.hf_models import HFModel
+
+    class Nameless(HFModel):
+        pass
+
+    with pytest.raises(TypeError, match="classes"):
+        Nameless(torch.nn.Identity(), None)

@@ -41,7 +41,8 @@ def region_shares(pred: torch.Tensor, target: torch.Tensor, masks: dict[str, tor
 
 
 def methods(models: str | os.PathLike, steps: int = 20) -> dict:
-    """The rows compared: the mini LayeringDiff raw / projected / without HFA, and germer_inpaint."""
+    """The rows sampled: the mini LayeringDiff raw and without HFA, and germer_inpaint (the projected
+    row is derived from the raw one by :func:`analyse`)."""
     from omegaconf import OmegaConf
 
     from layeringdiff.pipeline.inpainters import build_inpainter
@@ -50,15 +51,14 @@ def methods(models: str | os.PathLike, steps: int = 20) -> dict:
     m = Path(models)
     fg, bg = m / "fbdd_foreground", m / "fbdd_background"
 
-    def mini(project: bool, hfa: bool = True):
+    def mini(hfa: bool):
         fan, ban = (m / "fan", m / "ban") if hfa else (None, None)
-        return LayeringDiffLayering.from_pretrained(fg, bg, fan, ban, num_inference_steps=steps, project=project)
+        return LayeringDiffLayering.from_pretrained(fg, bg, fan, ban, num_inference_steps=steps, project=False)
 
     fsr = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "inpainter" / "fsr.yaml"))
     return {
-        "layeringdiff": mini(False),
-        "fbdd_only": mini(False, hfa=False),
-        "layeringdiff_projected": mini(True),
+        "layeringdiff": mini(hfa=True),
+        "fbdd_only": mini(hfa=False),
         "germer_inpaint": ClassicalLayering(build_inpainter(fsr), project=False, name="germer_inpaint"),
     }
 
@@ -68,10 +68,11 @@ def analyse(models: str | os.PathLike, num: int = 32, split: str = "val", size: 
     """Mean background shares per region and method (x1e3), F MAD (alpha-weighted, x1e3), pixel fractions."""
     from layeringdiff.data.synthetic import SyntheticLayers
     from layeringdiff.pipeline.foreground import closed_form_matting
+    from layeringdiff.pipeline.layering import project_to_composite
 
     rows = methods(models)
     data = SyntheticLayers(num, size=size, split=split, kernel_range=(1, 5))  # as mini.sh's Table 4
-    sums = {name: dict.fromkeys((*REGIONS, "fg_mad"), 0.0) for name in rows}
+    sums = {name: dict.fromkeys((*REGIONS, "fg_mad"), 0.0) for name in [*rows, "layeringdiff_projected"]}
     fractions = dict.fromkeys(REGIONS, 0.0)
     for i in range(num):
         s = data[i]
@@ -79,8 +80,12 @@ def analyse(models: str | os.PathLike, num: int = 32, split: str = "val", size: 
         masks = region_masks(alpha, s["alpha"])
         for k in REGIONS:
             fractions[k] += float(masks[k].mean()) / num
-        for name, layering in rows.items():
-            f, b = layering(s["composite"], alpha, torch.Generator().manual_seed(i), trimap=s["trimap"])
+        layers = {
+            name: layering(s["composite"], alpha, torch.Generator().manual_seed(i), trimap=s["trimap"])
+            for name, layering in rows.items()
+        }  # projecting the raw output is what the project=True layering does after the same sampling
+        layers["layeringdiff_projected"] = project_to_composite(*layers["layeringdiff"], alpha, s["composite"])
+        for name, (f, b) in layers.items():
             for k, v in region_shares(b, s["background"], masks).items():
                 sums[name][k] += 1e3 * v / num
             sums[name]["fg_mad"] += 1e3 * float(((f - s["foreground"]).abs() * s["alpha"]).mean()) / num

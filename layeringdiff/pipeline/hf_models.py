@@ -8,6 +8,7 @@ and moving processor outputs onto the model.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,7 @@ class Detections:
     best_score: float = 0.0  # the highest score of any query, kept, or not: for error messages
 
 
-class HFModel:
+class HFModel(abc.ABC):
     """A transformers model and its processor on ``device`` (optionally offloaded between calls).
 
     Subclasses name the model for messages (``label``) and the transformers classes to load
@@ -57,9 +58,9 @@ class HFModel:
         self.offload = offload
 
     @staticmethod
+    @abc.abstractmethod
     def classes() -> tuple[type, type]:
         """(model class, processor class)."""
-        raise NotImplementedError
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, device="cpu", dtype=torch.float32, offload: bool = False):

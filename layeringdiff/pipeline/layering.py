@@ -110,24 +110,6 @@ def _project(
     return fg, bg
 
 
-def _project_numpy(
-    f: np.ndarray, b: np.ndarray, a: np.ndarray, c: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_project` in numpy (float32 throughout, the same operations in the same order)."""
-    one = np.float32(1.0)
-    residual = c - (a * f + (one - a) * b)
-    norm = a**2 + (one - a) ** 2
-    fg = f + a * residual / norm
-    bg = b + (one - a) * residual / norm
-    one_minus = one - a
-    has_f, has_b = one_minus > 1e-12, a > 1e-12
-    safe_f, safe_b = np.where(has_f, one_minus, one), np.where(has_b, a, one)
-    lo = np.maximum(np.where(has_f, -fg / safe_f, -np.inf), np.where(has_b, (bg - one) / safe_b, -np.inf))
-    hi = np.minimum(np.where(has_f, (one - fg) / safe_f, np.inf), np.where(has_b, bg / safe_b, np.inf))
-    t = np.clip(np.float32(0.0), lo, np.maximum(lo, hi))
-    return np.clip(fg + t * one_minus, 0, 1), np.clip(bg - t * a, 0, 1)
-
-
 def project_to_composite_dense(
     foreground: torch.Tensor, background: torch.Tensor, alpha: torch.Tensor, composite: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,14 +147,10 @@ def project_to_composite(
     np.clip(bg, 0, 1, out=bg)
     mixed = np.flatnonzero(~(opaque | clear))
     if len(mixed):
-        fg[:, mixed], bg[:, mixed] = _project_numpy(f[:, mixed], b[:, mixed], a[mixed], c[:, mixed])
+        pf, pb = _project(*(torch.from_numpy(x) for x in (f[:, mixed], b[:, mixed], a[mixed], c[:, mixed])))
+        fg[:, mixed], bg[:, mixed] = pf.numpy(), pb.numpy()
     shape = composite.shape
     return torch.from_numpy(fg).reshape(shape), torch.from_numpy(bg).reshape(shape)
-
-
-@contextlib.contextmanager
-def _no_clock(stage: str):
-    yield
 
 
 class ClassicalLayering:
@@ -221,7 +199,7 @@ class ClassicalLayering:
     def __call__(self, composite, alpha, generator=None, *, trimap=None, clock=None):  # types: see Layering
         """``clock(stage)``, when given, is a context manager around each stage (``germer``,
         ``inpaint``, ``projection``): ``experiments/bench_infer.py`` times the stages with it."""
-        clock = clock or _no_clock
+        clock = clock or (lambda stage: contextlib.nullcontext())
         with clock("germer"):
             fg, bg = germer_foreground_background(composite, alpha)
         with clock("inpaint"):
